@@ -1,0 +1,16 @@
+EXTENSION    = pg_shardload
+MODULE_big   = pg_shardload
+OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA         = $(wildcard pg_shardload--*.sql)
+PG_CPPFLAGS  = -I$(libpq_srcdir)
+SHLIB_LINK   = $(libpq)
+REGRESS      = create_extension submit routing resume rights failures
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf \
+               --temp-instance=$(CURDIR)/tmp_check_regress
+TAP_TESTS    = 1
+PROVE_TESTS  = test/t/*.pl
+PROVE_FLAGS  = -I test/perl
+EXTRA_CLEAN  = tmp_check_regress
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,194 @@
+/*-------------------------------------------------------------------------
+ * api.c
+ *	  SQL-callable entry points: check arguments and rights, then hand over
+ *	  to the code the background worker uses too.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+
+#include "metadata.h"
+#include "pg_shardload.h"
+
+PG_FUNCTION_INFO_V1(shardload_submit);
+PG_FUNCTION_INFO_V1(shardload_submit_csv);
+PG_FUNCTION_INFO_V1(shardload_submit_file);
+PG_FUNCTION_INFO_V1(shardload_run);
+PG_FUNCTION_INFO_V1(shardload_cancel);
+PG_FUNCTION_INFO_V1(shardload_replay);
+PG_FUNCTION_INFO_V1(shardload_purge_payloads);
+
+static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
+static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
+static void set_batch_state(int64 batch_id, bool replay);
+
+static char *
+required_text(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * submit_common
+ *	  Arguments shared by the submit functions: target, batch_key, source,
+ *	  policy, on_error, reject_limit, tenant[, header[, format]].
+ */
+static int64
+submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name)
+{
+	ShardloadSubmitArgs args;
+
+	memset(&args, 0, sizeof(args));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target must not be null")));
+	args.target = PG_GETARG_OID(0);
+	args.batch_key = required_text(fcinfo, 1, "batch_key");
+	args.source = required_text(fcinfo, 2, source_name);
+	args.source_kind = kind;
+	args.policy = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	args.on_error = PG_ARGISNULL(4) ? "stop" : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	args.reject_limit = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5);
+	args.tenant = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	args.header = PG_NARGS() > 7 && !PG_ARGISNULL(7) && PG_GETARG_BOOL(7);
+	args.format = (PG_NARGS() > 8 && !PG_ARGISNULL(8)) ?
+		text_to_cstring(PG_GETARG_TEXT_PP(8)) : "csv";
+	return ShardloadSubmit(&args);
+}
+
+Datum
+shardload_submit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query"));
+}
+
+Datum
+shardload_submit_csv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data"));
+}
+
+Datum
+shardload_submit_file(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(submit_common(fcinfo, "file", "path"));
+}
+
+/*
+ * shardload_run
+ *	  CALL shardload.run(batch_id): one attempt, committing its records as
+ *	  it goes, which a CALL inside a transaction block cannot do.
+ */
+Datum
+shardload_run(PG_FUNCTION_ARGS)
+{
+	bool		atomic = true;
+
+	if (fcinfo->context && IsA(fcinfo->context, CallContext))
+		atomic = ((CallContext *) fcinfo->context)->atomic;
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_id must not be null")));
+	if (atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("shardload.run() cannot run inside a transaction block"),
+				 errdetail("An attempt commits its records as it goes, so that a failed attempt stays on record."),
+				 errhint("CALL it outside BEGIN ... COMMIT and outside functions, or leave the batch to the background worker.")));
+
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ShardloadRunBatch(PG_GETARG_INT64(0));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * set_batch_state
+ *	  cancel (replay false) or requeue (replay true) a batch the caller may
+ *	  act on; throws 55000 when its state does not allow it.
+ */
+static void
+set_batch_state(int64 batch_id, bool replay)
+{
+	ShardloadCatalogSession session;
+	ShardloadBatch *batch;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch_id)};
+	bool		allowed;
+
+	ShardloadCatalogBegin(&session);
+	batch = ShardloadBatchFetch(&session, batch_id, true);
+	ShardloadCatalogEnd(&session);
+	ShardloadCheckBatchAccess(batch);
+
+	if (replay)
+		allowed = strcmp(batch->state, "failed") == 0 ||
+			strcmp(batch->state, "quarantined") == 0 ||
+			strcmp(batch->state, "dead") == 0 ||
+			strcmp(batch->state, "cancelled") == 0;
+	else
+		allowed = strcmp(batch->state, "succeeded") != 0 &&
+			strcmp(batch->state, "running") != 0 &&
+			strcmp(batch->state, "cancelled") != 0;
+	if (!allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s batch %lld because it is %s",
+						replay ? "replay" : "cancel", (long long) batch_id, batch->state),
+				 replay ?
+				 errdetail("Only failed, quarantined, dead and cancelled batches can be replayed.") :
+				 errdetail("Succeeded, running and cancelled batches cannot be cancelled.")));
+	if (replay && batch->payload_purged)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payload of batch %lld was removed", (long long) batch_id),
+				 errhint("Submit the rows again under a new batch key.")));
+
+	ShardloadCatalogBegin(&session);
+	if (replay)
+	{
+		ShardloadSpiExec("UPDATE shardload.batch SET state = 'pending', series_start = attempts,"
+						 " next_attempt_at = now(), finished_at = NULL WHERE batch_id = $1",
+						 1, argtypes, values, NULL);
+		ShardloadSpiExec("UPDATE shardload.slice SET state = 'pending'"
+						 " WHERE batch_id = $1 AND state = 'failed'",
+						 1, argtypes, values, NULL);
+	}
+	else
+		ShardloadSpiExec("UPDATE shardload.batch SET state = 'cancelled', next_attempt_at = NULL,"
+						 " finished_at = now() WHERE batch_id = $1",
+						 1, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+}
+
+Datum
+shardload_cancel(PG_FUNCTION_ARGS)
+{
+	set_batch_state(PG_GETARG_INT64(0), false);
+	PG_RETURN_VOID();
+}
+
+Datum
+shardload_replay(PG_FUNCTION_ARGS)
+{
+	set_batch_state(PG_GETARG_INT64(0), true);
+	PG_RETURN_VOID();
+}
+
+Datum
+shardload_purge_payloads(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(ShardloadPurgePayloads());
+}

@@ -1,0 +1,253 @@
+/*-------------------------------------------------------------------------
+ * capture.c
+ *	  A batch's rows as COPY text lines, routed to their slice at capture,
+ *	  hashed, and stored in shardload.payload in chunks.
+ *
+ *	  Routing at capture fixes each row's slice for good: every later
+ *	  attempt sends exactly the same slices, whatever happens to the
+ *	  partitions in between, so a slice's ledger row can stand for it.
+ *	  Memory is one chunk buffer per slice, whatever the batch size.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/sha2.h"
+#include "foreign/foreign.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "capture.h"
+#include "metadata.h"
+#include "pg_shardload.h"
+
+static void flush_slice(Capture *cap, int slice_no);
+
+/*
+ * CaptureCreate
+ *	  Start capturing rows for batch_id (in the current memory context).
+ */
+Capture *
+CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload)
+{
+	Capture    *cap = palloc0(sizeof(Capture));
+
+	cap->batch_id = batch_id;
+	cap->write_payload = write_payload;
+	cap->router = router;
+	cap->nslices = router->nparts + 1;
+	cap->slices = palloc0(sizeof(CaptureSlice) * cap->nslices);
+	for (int i = 0; i < cap->nslices; i++)
+		initStringInfo(&cap->slices[i].buf);
+	initStringInfo(&cap->line);
+	cap->hash = pg_cryptohash_create(PG_SHA256);
+	if (cap->hash == NULL || pg_cryptohash_init(cap->hash) < 0)
+		elog(ERROR, "could not initialize SHA-256 context");
+	cap->row_context = AllocSetContextCreate(CurrentMemoryContext,
+											 "pg_shardload capture row",
+											 ALLOCSET_DEFAULT_SIZES);
+	return cap;
+}
+
+/*
+ * ShardloadAppendCopyText
+ *	  Append one value in COPY text format: backslash, tab, newline and
+ *	  carriage return escaped, NULL as \N.  Every other byte goes as it is,
+ *	  so the shard's input function sees exactly the text it was given.
+ */
+void
+ShardloadAppendCopyText(StringInfo buf, const char *value)
+{
+	const char *start = value;
+	const char *p;
+
+	if (value == NULL)
+	{
+		appendBinaryStringInfo(buf, "\\N", 2);
+		return;
+	}
+	for (p = value; *p; p++)
+	{
+		char		escaped;
+
+		switch (*p)
+		{
+			case '\\':
+				escaped = '\\';
+				break;
+			case '\t':
+				escaped = 't';
+				break;
+			case '\n':
+				escaped = 'n';
+				break;
+			case '\r':
+				escaped = 'r';
+				break;
+			default:
+				continue;
+		}
+		appendBinaryStringInfo(buf, start, p - start);
+		appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, escaped);
+		start = p + 1;
+	}
+	appendBinaryStringInfo(buf, start, p - start);
+}
+
+/*
+ * CaptureAddRow
+ *	  Add one row: values are the insertable columns' text forms (NULL for
+ *	  SQL NULL), key is the partition key's value.  Flushes a full chunk.
+ */
+void
+CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull)
+{
+	ShardloadRouter *router = cap->router;
+	int			part = ShardloadRoute(router, key, key_isnull);
+	int			slice_no = part + 1;
+	CaptureSlice *slice = &cap->slices[slice_no];
+
+	resetStringInfo(&cap->line);
+	for (int i = 0; i < router->ncolumns; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&cap->line, '\t');
+		ShardloadAppendCopyText(&cap->line, values[i]);
+	}
+	appendStringInfoChar(&cap->line, '\n');
+
+	if (pg_cryptohash_update(cap->hash, (uint8 *) cap->line.data, cap->line.len) < 0)
+		elog(ERROR, "could not update SHA-256 context");
+	cap->rows++;
+
+	if (slice->rows == 0 && slice_no == 0)
+	{
+		const char *keytext = values[router->key_column];
+
+		slice->first_line = line_no;
+		slice->first_detail = psprintf("(%s) = (%s)",
+									   quote_identifier(router->column_names[router->key_column]),
+									   keytext ? keytext : "null");
+	}
+	slice->rows++;
+	slice->bytes += cap->line.len;
+	if (!cap->write_payload)
+		return;
+	appendBinaryStringInfo(&slice->buf, cap->line.data, cap->line.len);
+	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
+		flush_slice(cap, slice_no);
+}
+
+/*
+ * flush_slice
+ *	  Store a slice's buffered lines as its next payload chunk.
+ */
+static void
+flush_slice(Capture *cap, int slice_no)
+{
+	CaptureSlice *slice = &cap->slices[slice_no];
+	ShardloadCatalogSession session;
+	Oid			argtypes[4] = {INT8OID, INT4OID, INT4OID, BYTEAOID};
+	Datum		values[4];
+	bytea	   *data;
+
+	if (slice->buf.len == 0)
+		return;
+	data = palloc(VARHDRSZ + slice->buf.len);
+	SET_VARSIZE(data, VARHDRSZ + slice->buf.len);
+	memcpy(VARDATA(data), slice->buf.data, slice->buf.len);
+	values[0] = Int64GetDatum(cap->batch_id);
+	values[1] = Int32GetDatum(slice_no);
+	values[2] = Int32GetDatum(slice->next_chunk);
+	values[3] = PointerGetDatum(data);
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data)"
+					 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+
+	pfree(data);
+	slice->next_chunk++;
+	resetStringInfo(&slice->buf);
+}
+
+/*
+ * CaptureFinish
+ *	  Flush every slice and return the content hash (hex SHA-256 of all
+ *	  lines in input order).
+ */
+char *
+CaptureFinish(Capture *cap)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+
+	if (cap->write_payload)
+		for (int i = 0; i < cap->nslices; i++)
+			flush_slice(cap, i);
+	if (pg_cryptohash_final(cap->hash, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not finish SHA-256 context");
+	pg_cryptohash_free(cap->hash);
+	cap->hash = NULL;
+	hex_encode((char *) digest, sizeof(digest), hex);
+	hex[PG_SHA256_DIGEST_LENGTH * 2] = '\0';
+	return hex;
+}
+
+/*
+ * CaptureRecordSlices
+ *	  Insert a shardload.slice row for every slice that got rows, naming
+ *	  its partition and, for a foreign partition, its server.
+ */
+void
+CaptureRecordSlices(Capture *cap)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[9] = {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, INT8OID, TEXTOID};
+
+	ShardloadCatalogBegin(&session);
+	for (int i = 0; i < cap->nslices; i++)
+	{
+		CaptureSlice *slice = &cap->slices[i];
+		Datum		values[9];
+		char		nulls[9] = "         ";
+
+		if (slice->rows == 0)
+			continue;
+		values[0] = Int64GetDatum(cap->batch_id);
+		values[1] = Int32GetDatum(i);
+		values[5] = Int64GetDatum(slice->rows);
+		values[6] = Int64GetDatum(slice->bytes);
+		if (i == 0)
+		{
+			nulls[2] = nulls[3] = nulls[4] = 'n';
+			values[7] = Int64GetDatum(slice->first_line);
+			values[8] = CStringGetTextDatum(slice->first_detail);
+		}
+		else
+		{
+			Oid			part = cap->router->part_oids[i - 1];
+
+			values[2] = ObjectIdGetDatum(part);
+			values[3] = CStringGetTextDatum(quote_qualified_identifier(
+																	   get_namespace_name(get_rel_namespace(part)),
+																	   get_rel_name(part)));
+			if (get_rel_relkind(part) == RELKIND_FOREIGN_TABLE)
+				values[4] = CStringGetTextDatum(
+												GetForeignServer(GetForeignTable(part)->serverid)->servername);
+			else
+				nulls[4] = 'n';
+			nulls[7] = nulls[8] = 'n';
+		}
+		ShardloadSpiExec("INSERT INTO shardload.slice (batch_id, slice_no, partition,"
+						 " partition_name, shard, rows, bytes, first_row_line,"
+						 " first_row_detail, state)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+						 " CASE WHEN $2 = 0 THEN 'unroutable' ELSE 'pending' END)",
+						 9, argtypes, values, nulls);
+	}
+	ShardloadCatalogEnd(&session);
+}

@@ -1,0 +1,52 @@
+/*-------------------------------------------------------------------------
+ * capture.h
+ *	  Capturing a batch's rows as routed COPY text chunks.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_CAPTURE_H
+#define SHARDLOAD_CAPTURE_H
+
+#include "postgres.h"
+
+#include "common/cryptohash.h"
+#include "lib/stringinfo.h"
+
+#include "routing.h"
+
+/* Rows bound for one slice, buffered until a chunk is full. */
+typedef struct CaptureSlice
+{
+	StringInfoData buf;
+	int64		rows;
+	int64		bytes;
+	int			next_chunk;
+	int64		first_line;		/* first row's line (unroutable slice) */
+	char	   *first_detail;
+} CaptureSlice;
+
+/* One capture in progress; slices[0] holds rows that fit no partition. */
+typedef struct Capture
+{
+	int64		batch_id;
+	bool		write_payload;	/* false: only hash (resubmitted key) */
+	ShardloadRouter *router;
+	int			nslices;
+	CaptureSlice *slices;
+	pg_cryptohash_ctx *hash;
+	StringInfoData line;
+	int64		rows;
+	MemoryContext row_context;
+} Capture;
+
+extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload);
+extern void CaptureAddRow(Capture *cap, int64 line_no, char **values,
+						  Datum key, bool key_isnull);
+extern char *CaptureFinish(Capture *cap);
+extern void CaptureRecordSlices(Capture *cap);
+extern void ShardloadAppendCopyText(StringInfo buf, const char *value);
+
+extern void CaptureFromQuery(Capture *cap, const char *query);
+extern void CaptureFromCopy(Capture *cap, const char *data, const char *filename,
+							const char *format, bool header);
+
+#endif							/* SHARDLOAD_CAPTURE_H */

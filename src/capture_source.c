@@ -1,0 +1,263 @@
+/*-------------------------------------------------------------------------
+ * capture_source.c
+ *	  The two ways rows enter a capture: a query's result, read straight
+ *	  from the executor through a DestReceiver (no tuplestore), and COPY
+ *	  input (CSV or text, inline or from a server file) parsed by
+ *	  PostgreSQL's own COPY reader.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/copy.h"
+#include "commands/copyfrom_internal.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "mb/pg_wchar.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "tcop/dest.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "capture.h"
+#include "pg_shardload.h"
+
+/* DestReceiver that feeds a query's rows into a capture. */
+typedef struct CaptureReceiver
+{
+	DestReceiver pub;
+	Capture    *cap;
+	FmgrInfo   *out_funcs;
+	bool		key_needs_parse;	/* source key type differs from the key's */
+	char	  **values;
+} CaptureReceiver;
+
+/* The inline text that copy_from_string() hands to the COPY reader. */
+static const char *copy_string_data;
+static size_t copy_string_left;
+
+static void receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo);
+static bool receiver_receive(TupleTableSlot *slot, DestReceiver *self);
+static void receiver_shutdown(DestReceiver *self);
+static void receiver_destroy(DestReceiver *self);
+static int	copy_from_string(void *outbuf, int minread, int maxread);
+static void copy_input_error_context(void *arg);
+
+/*
+ * CaptureFromQuery
+ *	  Run query (one SELECT-like statement, as the calling role) and add
+ *	  every row it returns to cap.  Columns map to the target's insertable
+ *	  columns by position, as in INSERT ... SELECT.
+ */
+void
+CaptureFromQuery(Capture *cap, const char *query)
+{
+	CaptureReceiver receiver;
+	SPIPlanPtr	plan;
+	SPIExecuteOptions options;
+	int			rc;
+
+	memset(&receiver, 0, sizeof(receiver));
+	receiver.pub.receiveSlot = receiver_receive;
+	receiver.pub.rStartup = receiver_startup;
+	receiver.pub.rShutdown = receiver_shutdown;
+	receiver.pub.rDestroy = receiver_destroy;
+	receiver.pub.mydest = DestNone;
+	receiver.cap = cap;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare source query: %s",
+			 SPI_result_code_string(SPI_result));
+	if (list_length(SPI_plan_get_plan_sources(plan)) != 1 || !SPI_is_cursor_plan(plan))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source query must be a single statement that returns rows"),
+				 errhint("Pass a SELECT, VALUES or TABLE query, for example $$SELECT * FROM staging$$.")));
+
+	memset(&options, 0, sizeof(options));
+	options.dest = (DestReceiver *) &receiver;
+	options.read_only = false;
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc < 0)
+		elog(ERROR, "could not run source query: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	CaptureReceiver *receiver = (CaptureReceiver *) self;
+	ShardloadRouter *router = receiver->cap->router;
+	int			natts = 0;
+
+	for (int i = 0; i < typeinfo->natts; i++)
+		if (!TupleDescAttr(typeinfo, i)->attisdropped)
+			natts++;
+	if (natts != router->ncolumns)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		for (int i = 0; i < router->ncolumns; i++)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 quote_identifier(router->column_names[i]));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("source query returns %d columns, but table \"%s\" has %d",
+						natts, RelationGetRelationName(router->rel), router->ncolumns),
+				 errhint("Select the columns in the table's order: %s.", names.data)));
+	}
+
+	receiver->out_funcs = palloc(sizeof(FmgrInfo) * typeinfo->natts);
+	for (int i = 0; i < typeinfo->natts; i++)
+	{
+		Oid			func;
+		bool		isvarlena;
+
+		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
+		fmgr_info(func, &receiver->out_funcs[i]);
+	}
+	receiver->key_needs_parse =
+		TupleDescAttr(typeinfo, router->key_column)->atttypid != router->key_type;
+	receiver->values = palloc(sizeof(char *) * typeinfo->natts);
+}
+
+static bool
+receiver_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	CaptureReceiver *receiver = (CaptureReceiver *) self;
+	Capture    *cap = receiver->cap;
+	int			key_column = cap->router->key_column;
+	MemoryContext old = MemoryContextSwitchTo(cap->row_context);
+	Datum		key;
+	bool		key_isnull;
+
+	slot_getallattrs(slot);
+	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
+		receiver->values[i] = slot->tts_isnull[i] ? NULL :
+			OutputFunctionCall(&receiver->out_funcs[i], slot->tts_values[i]);
+
+	key_isnull = slot->tts_isnull[key_column];
+	key = slot->tts_values[key_column];
+	if (!key_isnull && receiver->key_needs_parse)
+		key = ShardloadRouterParseKey(cap->router, receiver->values[key_column]);
+
+	CaptureAddRow(cap, cap->rows + 1, receiver->values, key, key_isnull);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cap->row_context);
+	return true;
+}
+
+static void
+receiver_shutdown(DestReceiver *self)
+{
+}
+
+static void
+receiver_destroy(DestReceiver *self)
+{
+}
+
+/*
+ * copy_from_string
+ *	  COPY data source callback over the inline text of submit_csv.
+ */
+static int
+copy_from_string(void *outbuf, int minread, int maxread)
+{
+	size_t		n = Min((size_t) maxread, copy_string_left);
+
+	memcpy(outbuf, copy_string_data, n);
+	copy_string_data += n;
+	copy_string_left -= n;
+	return (int) n;
+}
+
+/*
+ * CaptureFromCopy
+ *	  Parse COPY input (data inline, or the server file filename) with
+ *	  PostgreSQL's COPY reader and add every row to cap.  Only the key field
+ *	  is converted; the others travel as the text they arrived as.
+ *	  Inline data is already in the server encoding; a file is read in the
+ *	  client encoding, as COPY FROM does.
+ */
+void
+CaptureFromCopy(Capture *cap, const char *data, const char *filename,
+				const char *format, bool header)
+{
+	ShardloadRouter *router = cap->router;
+	ParseState *pstate = make_parsestate(NULL);
+	List	   *options = NIL;
+	CopyFromState cstate;
+	char	  **fields;
+	int			nfields;
+	ErrorContextCallback errcallback;
+
+	options = lappend(options, makeDefElem("format", (Node *) makeString(pstrdup(format)), -1));
+	if (header)
+		options = lappend(options, makeDefElem("header", (Node *) makeString("true"), -1));
+	if (data != NULL)
+	{
+		options = lappend(options, makeDefElem("encoding",
+											   (Node *) makeString((char *) GetDatabaseEncodingName()), -1));
+		copy_string_data = data;
+		copy_string_left = strlen(data);
+	}
+
+	cstate = BeginCopyFrom(pstate, router->rel, NULL, filename, false,
+						   data != NULL ? copy_from_string : NULL,
+						   ShardloadColumnNameList(router), options);
+	errcallback.callback = copy_input_error_context;
+	errcallback.arg = cstate;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	for (;;)
+	{
+		MemoryContext old;
+		Datum		key = (Datum) 0;
+		bool		key_isnull;
+		int64		line_no;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(cap->row_context);
+		if (!NextCopyFromRawFields(cstate, &fields, &nfields))
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		line_no = (int64) cstate->cur_lineno;
+		if (nfields != router->ncolumns)
+			ereport(ERROR,
+					(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+					 errmsg("line %lld has %d fields, but table \"%s\" has %d columns",
+							(long long) line_no, nfields,
+							RelationGetRelationName(router->rel), router->ncolumns)));
+		key_isnull = fields[router->key_column] == NULL;
+		if (!key_isnull)
+			key = ShardloadRouterParseKey(router, fields[router->key_column]);
+		CaptureAddRow(cap, line_no, fields, key, key_isnull);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(cap->row_context);
+	}
+	error_context_stack = errcallback.previous;
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+}
+
+/*
+ * copy_input_error_context
+ *	  Name the input line in errors raised while reading COPY input.
+ */
+static void
+copy_input_error_context(void *arg)
+{
+	CopyFromState cstate = (CopyFromState) arg;
+
+	errcontext("batch input, line %llu", (unsigned long long) cstate->cur_lineno);
+}

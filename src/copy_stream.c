@@ -1,0 +1,687 @@
+/*-------------------------------------------------------------------------
+ * copy_stream.c
+ *	  Streams slices to their shards with COPY, every shard at once, over
+ *	  non-blocking libpq connections (one per foreign server).
+ *
+ *	  Each connection is a small state machine driven from one loop:
+ *	  connect, make sure the ledger exists, then for each slice: BEGIN and
+ *	  look it up in the ledger, COPY its payload chunks, add its ledger row
+ *	  and COMMIT.  A connection only gets more data once libpq has flushed
+ *	  what it had, so buffers stay bounded and a slow shard delays no other.
+ *	  Failures are recorded per slice as data, never thrown: one shard's
+ *	  error does not stop the others.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "copy_stream.h"
+#include "ledger.h"
+#include "payload.h"
+
+typedef enum StreamState
+{
+	STREAM_CONNECTING,
+	STREAM_PROBE,				/* does the ledger exist? */
+	STREAM_CREATE_LEDGER,
+	STREAM_SLICE_CHECK,			/* BEGIN; is the slice in the ledger? */
+	STREAM_COPY_START,
+	STREAM_COPYING,
+	STREAM_COPY_END,
+	STREAM_COMMIT,				/* ledger row; COMMIT */
+	STREAM_ROLLBACK,
+	STREAM_DONE
+} StreamState;
+
+/* Data messages sent to one shard before the loop turns to the next. */
+#define MESSAGES_PER_TURN 16
+
+static void start_connect(StreamShard *sh);
+static bool step(StreamBatch *batch, StreamShard *sh);
+static bool step_connecting(StreamShard *sh);
+static bool step_copying(StreamBatch *batch, StreamShard *sh);
+static bool collect_results(StreamShard *sh);
+static void dispatch(StreamBatch *batch, StreamShard *sh);
+static void send_query(StreamShard *sh, const char *sql, StreamState next);
+static void start_next_slice(StreamBatch *batch, StreamShard *sh);
+static void fail_slice(StreamShard *sh, ShardloadFailure *failure);
+static void fail_connection(StreamShard *sh, const char *stage, const char *sqlstate);
+static ShardloadFailure *failure_from_result(const PGresult *res, const char *stage,
+											 const char *shard);
+static void wait_for_shards(StreamShard **shards, int nshards);
+static void close_shard(StreamShard *sh);
+static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
+static const char *stage_of(int state);
+
+/*
+ * ShardloadStreamSlices
+ *	  Load every slice of every shard; the outcome is left in each slice
+ *	  (committed, found_in_ledger, failure).  Throws only for local errors
+ *	  (interrupts, out of memory); connections are closed either way.
+ */
+void
+ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
+{
+	PG_TRY();
+	{
+		for (int i = 0; i < nshards; i++)
+			start_connect(shards[i]);
+		for (;;)
+		{
+			bool		active = false;
+			bool		progress = false;
+
+			CHECK_FOR_INTERRUPTS();
+			for (int i = 0; i < nshards; i++)
+			{
+				if (shards[i]->state == STREAM_DONE)
+					continue;
+				active = true;
+				if (step(batch, shards[i]))
+					progress = true;
+			}
+			if (!active)
+				break;
+			if (!progress)
+				wait_for_shards(shards, nshards);
+		}
+	}
+	PG_FINALLY();
+	{
+		for (int i = 0; i < nshards; i++)
+			close_shard(shards[i]);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * start_connect
+ *	  Reserve a file descriptor and begin a non-blocking connection.
+ */
+static void
+start_connect(StreamShard *sh)
+{
+	sh->state = STREAM_CONNECTING;
+	sh->current = 0;
+	if (sh->nslices == 0)
+	{
+		sh->state = STREAM_DONE;
+		return;
+	}
+	if (!AcquireExternalFD())
+	{
+		ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+
+		f->stage = "CONNECT";
+		f->shard = sh->params->servername;
+		strlcpy(f->sqlstate, "53000", sizeof(f->sqlstate));
+		f->message = psprintf("could not connect to server \"%s\": out of file descriptors",
+							  sh->params->servername);
+		for (; sh->current < sh->nslices; sh->current++)
+			sh->slices[sh->current]->failure = f;
+		sh->state = STREAM_DONE;
+		return;
+	}
+	sh->fd_reserved = true;
+	sh->conn = PQconnectStartParams(sh->params->keywords, sh->params->values, false);
+	if (sh->conn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	if (PQstatus(sh->conn) == CONNECTION_BAD)
+	{
+		fail_connection(sh, "CONNECT", NULL);
+		return;
+	}
+	sh->want = WL_SOCKET_WRITEABLE;
+	sh->ready = WL_SOCKET_WRITEABLE;	/* poll once right away */
+}
+
+/*
+ * step
+ *	  Advance one shard as far as it goes without blocking; true if
+ *	  anything happened.
+ */
+static bool
+step(StreamBatch *batch, StreamShard *sh)
+{
+	bool		progress = false;
+
+	if (sh->state == STREAM_CONNECTING)
+		return step_connecting(sh);
+	if (sh->state == STREAM_COPYING)
+		return step_copying(batch, sh);
+
+	if (sh->flush_pending)
+	{
+		int			rc = PQflush(sh->conn);
+
+		if (rc < 0)
+		{
+			fail_connection(sh, stage_of(sh->state), "08006");
+			return true;
+		}
+		sh->flush_pending = rc == 1;
+		progress = !sh->flush_pending;
+	}
+	if (sh->ready & WL_SOCKET_READABLE)
+	{
+		sh->ready = 0;
+		if (!PQconsumeInput(sh->conn))
+		{
+			fail_connection(sh, stage_of(sh->state), "08006");
+			return true;
+		}
+	}
+	if (collect_results(sh))
+	{
+		dispatch(batch, sh);
+		return true;
+	}
+	sh->want = WL_SOCKET_READABLE | (sh->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+	return progress;
+}
+
+static bool
+step_connecting(StreamShard *sh)
+{
+	PostgresPollingStatusType poll;
+
+	if ((sh->ready & sh->want) == 0)
+		return false;
+	sh->ready = 0;
+	poll = PQconnectPoll(sh->conn);
+	switch (poll)
+	{
+		case PGRES_POLLING_OK:
+			if (PQsetnonblocking(sh->conn, 1) != 0)
+			{
+				fail_connection(sh, "CONNECT", "08006");
+				return true;
+			}
+			if (sh->params->require_password && !PQconnectionUsedPassword(sh->conn))
+			{
+				ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+
+				f->stage = "CONNECT";
+				f->shard = sh->params->servername;
+				strlcpy(f->sqlstate, "2F003", sizeof(f->sqlstate));
+				f->message = psprintf("password is required\nDETAIL:  Non-superuser cannot connect if the server does not request a password.\nHINT:  Target server's authentication method must be changed or password_required=false set in the user mapping attributes.");
+				for (; sh->current < sh->nslices; sh->current++)
+					sh->slices[sh->current]->failure = f;
+				close_shard(sh);
+				sh->state = STREAM_DONE;
+				return true;
+			}
+			send_query(sh, LedgerProbeSql(), STREAM_PROBE);
+			return true;
+		case PGRES_POLLING_READING:
+			sh->want = WL_SOCKET_READABLE;
+			return true;
+		case PGRES_POLLING_WRITING:
+			sh->want = WL_SOCKET_WRITEABLE;
+			return true;
+		default:
+			fail_connection(sh, "CONNECT", NULL);
+			return true;
+	}
+}
+
+/*
+ * step_copying
+ *	  Send up to MESSAGES_PER_TURN data messages of the current slice; at
+ *	  its end, finish the COPY.
+ */
+static bool
+step_copying(StreamBatch *batch, StreamShard *sh)
+{
+	StreamSlice *slice = sh->slices[sh->current];
+	bool		progress = false;
+
+	if (sh->ready & WL_SOCKET_READABLE)
+	{
+		/* the shard only talks during COPY to say it is going away */
+		if (!PQconsumeInput(sh->conn))
+		{
+			fail_connection(sh, "COPY", "08006");
+			return true;
+		}
+	}
+	sh->ready = 0;
+
+	for (int sent = 0; sent < MESSAGES_PER_TURN; sent++)
+	{
+		int			rc;
+		int			len;
+
+		if (sh->flush_pending)
+		{
+			rc = PQflush(sh->conn);
+			if (rc < 0)
+			{
+				fail_connection(sh, "COPY", "08006");
+				return true;
+			}
+			if (rc == 1)
+				break;
+			sh->flush_pending = false;
+			progress = true;
+		}
+		if (sh->chunk == NULL || sh->offset >= (int) VARSIZE_ANY_EXHDR(sh->chunk))
+		{
+			if (sh->chunk)
+				pfree(sh->chunk);
+			sh->chunk = ShardloadPayloadChunk(batch->batch_id, slice->slice_no, sh->chunk_no++);
+			sh->offset = 0;
+			if (sh->chunk == NULL)
+			{
+				rc = PQputCopyEnd(sh->conn, NULL);
+				if (rc < 0)
+				{
+					fail_connection(sh, "COPY", "08006");
+					return true;
+				}
+				if (rc == 0)
+				{
+					sh->chunk_no--;	/* try the end again */
+					break;
+				}
+				sh->state = STREAM_COPY_END;
+				sh->flush_pending = PQflush(sh->conn) != 0;
+				sh->want = WL_SOCKET_READABLE | (sh->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+				return true;
+			}
+		}
+		len = Min(SHARDLOAD_MESSAGE_BYTES, (int) VARSIZE_ANY_EXHDR(sh->chunk) - sh->offset);
+		rc = PQputCopyData(sh->conn, VARDATA_ANY(sh->chunk) + sh->offset, len);
+		if (rc < 0)
+		{
+			fail_connection(sh, "COPY", "08006");
+			return true;
+		}
+		if (rc == 0)
+		{
+			sh->flush_pending = true;
+			break;
+		}
+		sh->offset += len;
+		progress = true;
+		rc = PQflush(sh->conn);
+		if (rc < 0)
+		{
+			fail_connection(sh, "COPY", "08006");
+			return true;
+		}
+		sh->flush_pending = rc == 1;
+	}
+	sh->want = WL_SOCKET_READABLE | (sh->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+	return progress;
+}
+
+/*
+ * collect_results
+ *	  Gather the results of the query in flight without blocking; true
+ *	  once it is complete (or COPY IN has begun).  Keeps the last result
+ *	  in sh->result and the first error in sh->error.
+ */
+static bool
+collect_results(StreamShard *sh)
+{
+	while (!PQisBusy(sh->conn))
+	{
+		PGresult   *res = PQgetResult(sh->conn);
+		ExecStatusType status;
+
+		if (res == NULL)
+			return true;
+		status = PQresultStatus(res);
+		if (status == PGRES_COPY_IN)
+		{
+			if (sh->result)
+				PQclear(sh->result);
+			sh->result = res;
+			return true;
+		}
+		if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+			status == PGRES_NONFATAL_ERROR)
+		{
+			if (sh->error == NULL)
+				sh->error = failure_from_result(res, stage_of(sh->state),
+												sh->params->servername);
+			PQclear(res);
+			continue;
+		}
+		if (sh->result)
+			PQclear(sh->result);
+		sh->result = res;
+	}
+	return false;
+}
+
+/*
+ * dispatch
+ *	  The query in flight is complete: act on its outcome.
+ */
+static void
+dispatch(StreamBatch *batch, StreamShard *sh)
+{
+	ShardloadFailure *error = sh->error;
+	PGresult   *res = sh->result;
+	StreamSlice *slice = sh->current < sh->nslices ? sh->slices[sh->current] : NULL;
+	LedgerSliceKey key = slice_key(batch, sh);
+
+	sh->error = NULL;
+	sh->result = NULL;
+
+	switch ((StreamState) sh->state)
+	{
+		case STREAM_PROBE:
+		case STREAM_CREATE_LEDGER:
+			if (error)
+			{
+				for (; sh->current < sh->nslices; sh->current++)
+					sh->slices[sh->current]->failure = error;
+				close_shard(sh);
+				sh->state = STREAM_DONE;
+			}
+			else if (sh->state == STREAM_PROBE &&
+					 !(res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0))
+				send_query(sh, LedgerCreateSql(), STREAM_CREATE_LEDGER);
+			else
+			{
+				sh->current = -1;
+				start_next_slice(batch, sh);
+			}
+			break;
+
+		case STREAM_SLICE_CHECK:
+			if (error)
+				fail_slice(sh, error);
+			else if (res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+			{
+				slice->committed = slice->found_in_ledger = true;
+				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+			}
+			else
+				send_query(sh, slice->copy_sql, STREAM_COPY_START);
+			break;
+
+		case STREAM_COPY_START:
+			if (error)
+			{
+				fail_slice(sh, error);
+				break;
+			}
+			if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
+			{
+				fail_connection(sh, "COPY", "08P01");
+				break;
+			}
+			sh->state = STREAM_COPYING;
+			sh->chunk_no = 0;
+			sh->offset = 0;
+			sh->chunk = NULL;
+			sh->ready = 0;
+			break;
+
+		case STREAM_COPY_END:
+			if (error)
+				fail_slice(sh, error);
+			else
+				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table, slice->rows),
+						   STREAM_COMMIT);
+			break;
+
+		case STREAM_COMMIT:
+			if (error && strcmp(error->sqlstate, "23505") == 0)
+			{
+				/* another run of this batch committed the slice first */
+				slice->committed = slice->found_in_ledger = true;
+				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+			}
+			else if (error)
+				fail_slice(sh, error);
+			else
+			{
+				slice->committed = true;
+				start_next_slice(batch, sh);
+			}
+			break;
+
+		case STREAM_ROLLBACK:
+			start_next_slice(batch, sh);
+			break;
+
+		default:
+			elog(ERROR, "unexpected pg_shardload stream state %d", sh->state);
+	}
+	if (res)
+		PQclear(res);
+}
+
+/*
+ * send_query
+ *	  Send sql without waiting and move to state next.
+ */
+static void
+send_query(StreamShard *sh, const char *sql, StreamState next)
+{
+	int			rc;
+
+	sh->state = next;
+	if (!PQsendQuery(sh->conn, sql))
+	{
+		fail_connection(sh, stage_of(next), "08006");
+		return;
+	}
+	rc = PQflush(sh->conn);
+	if (rc < 0)
+	{
+		fail_connection(sh, stage_of(next), "08006");
+		return;
+	}
+	sh->flush_pending = rc == 1;
+	sh->want = WL_SOCKET_READABLE | (sh->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+}
+
+/*
+ * start_next_slice
+ *	  Open the next slice's remote transaction, or finish the shard.
+ */
+static void
+start_next_slice(StreamBatch *batch, StreamShard *sh)
+{
+	LedgerSliceKey key;
+
+	sh->current++;
+	if (sh->chunk)
+	{
+		pfree(sh->chunk);
+		sh->chunk = NULL;
+	}
+	if (sh->current >= sh->nslices)
+	{
+		close_shard(sh);
+		sh->state = STREAM_DONE;
+		return;
+	}
+	key = slice_key(batch, sh);
+	send_query(sh, LedgerBeginAndCheckSql(&key), STREAM_SLICE_CHECK);
+}
+
+/*
+ * fail_slice
+ *	  Record the current slice's failure and roll its transaction back; the
+ *	  connection goes on with the next slice if it is still usable.
+ */
+static void
+fail_slice(StreamShard *sh, ShardloadFailure *failure)
+{
+	sh->slices[sh->current]->failure = failure;
+	if (PQstatus(sh->conn) != CONNECTION_OK)
+	{
+		fail_connection(sh, failure->stage, "08006");
+		return;
+	}
+	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+}
+
+/*
+ * fail_connection
+ *	  The connection is lost or never came up: every slice not yet done
+ *	  gets the failure, and the connection is closed.  With sqlstate NULL
+ *	  the failure is to connect, classified from libpq's message.
+ */
+static void
+fail_connection(StreamShard *sh, const char *stage, const char *sqlstate)
+{
+	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+	char	   *libpq_message = pchomp(PQerrorMessage(sh->conn));
+
+	f->stage = stage;
+	f->shard = sh->params->servername;
+	if (sqlstate == NULL)
+	{
+		sqlstate = ShardloadConnectFailureSqlstate(libpq_message);
+		f->message = psprintf("could not connect to server \"%s\"\nDETAIL:  %s",
+							  sh->params->servername, libpq_message);
+	}
+	else
+		f->message = psprintf("lost connection to server \"%s\"\nDETAIL:  %s",
+							  sh->params->servername, libpq_message);
+	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
+
+	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
+		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
+			sh->slices[i]->failure = f;
+	close_shard(sh);
+	sh->state = STREAM_DONE;
+}
+
+/*
+ * failure_from_result
+ *	  A remote error as a failure: the remote SQLSTATE and its text.
+ */
+static ShardloadFailure *
+failure_from_result(const PGresult *res, const char *stage, const char *shard)
+{
+	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	appendStringInfoString(&msg, primary ? primary : pchomp(PQresultErrorMessage(res)));
+	if (detail)
+		appendStringInfo(&msg, "\nDETAIL:  %s", detail);
+	if (hint)
+		appendStringInfo(&msg, "\nHINT:  %s", hint);
+	if (context)
+		appendStringInfo(&msg, "\nCONTEXT:  %s", context);
+	f->stage = stage;
+	f->shard = pstrdup(shard);
+	strlcpy(f->sqlstate, sqlstate ? sqlstate : "XX000", sizeof(f->sqlstate));
+	f->message = msg.data;
+	return f;
+}
+
+/*
+ * wait_for_shards
+ *	  Sleep until a shard's socket is ready (or a second has passed, or the
+ *	  latch is set), then let interrupts in.
+ */
+static void
+wait_for_shards(StreamShard **shards, int nshards)
+{
+	WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, nshards + 2);
+	WaitEvent  *events = palloc(sizeof(WaitEvent) * (nshards + 2));
+	int			n;
+
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < nshards; i++)
+	{
+		StreamShard *sh = shards[i];
+
+		if (sh->state != STREAM_DONE && sh->conn && sh->want)
+			AddWaitEventToSet(set, sh->want, PQsocket(sh->conn), NULL, sh);
+	}
+	n = WaitEventSetWait(set, 1000, events, nshards + 2, PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		else if (events[i].user_data)
+			((StreamShard *) events[i].user_data)->ready |= events[i].events;
+	}
+	FreeWaitEventSet(set);
+	pfree(events);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * close_shard
+ *	  Close the connection (an open remote transaction rolls back) and give
+ *	  its file descriptor back.  Safe to call twice.
+ */
+static void
+close_shard(StreamShard *sh)
+{
+	if (sh->result)
+	{
+		PQclear(sh->result);
+		sh->result = NULL;
+	}
+	if (sh->conn)
+	{
+		PQfinish(sh->conn);
+		sh->conn = NULL;
+	}
+	if (sh->fd_reserved)
+	{
+		ReleaseExternalFD();
+		sh->fd_reserved = false;
+	}
+}
+
+static LedgerSliceKey
+slice_key(StreamBatch *batch, StreamShard *sh)
+{
+	LedgerSliceKey key;
+
+	key.coordinator_id = batch->coordinator_id;
+	key.batch_id = batch->batch_id;
+	key.slice_no = (sh->current >= 0 && sh->current < sh->nslices) ?
+		sh->slices[sh->current]->slice_no : -1;
+	key.content_hash = batch->content_hash;
+	return key;
+}
+
+static const char *
+stage_of(int state)
+{
+	switch ((StreamState) state)
+	{
+		case STREAM_CONNECTING:
+		case STREAM_PROBE:
+		case STREAM_CREATE_LEDGER:
+			return "CONNECT";
+		case STREAM_SLICE_CHECK:
+			return "VERIFY";
+		case STREAM_COMMIT:
+		case STREAM_ROLLBACK:
+			return "COMMIT";
+		default:
+			return "COPY";
+	}
+}

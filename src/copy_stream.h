@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ * copy_stream.h
+ *	  Streaming slices to their shards with COPY, all shards at once.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_COPY_STREAM_H
+#define SHARDLOAD_COPY_STREAM_H
+
+#include "postgres.h"
+
+#include "libpq-fe.h"
+
+#include "connection.h"
+#include "pg_shardload.h"
+
+/* One slice bound for a shard, and what became of it. */
+typedef struct StreamSlice
+{
+	int			slice_no;
+	int64		rows;
+	char	   *remote_table;	/* quoted schema.table on the shard */
+	char	   *copy_sql;		/* COPY ... FROM STDIN with remote column names */
+	bool		committed;		/* loaded now, or found in the ledger */
+	bool		found_in_ledger;
+	ShardloadFailure *failure;
+} StreamSlice;
+
+/* One shard connection and the slices it carries (private fields below). */
+typedef struct StreamShard
+{
+	ShardConnParams *params;
+	int			nslices;
+	StreamSlice **slices;
+
+	PGconn	   *conn;
+	bool		fd_reserved;
+	int			state;
+	int			current;		/* index of the slice being worked on */
+	int			want;			/* WL_SOCKET_* events the state waits for */
+	int			ready;			/* WL_SOCKET_* events seen since last step */
+	bool		flush_pending;
+	int			chunk_no;
+	bytea	   *chunk;
+	int			offset;
+	PGresult   *result;			/* last result of the query in flight */
+	ShardloadFailure *error;	/* first error of the query in flight */
+} StreamShard;
+
+/* What every shard needs to know about the batch. */
+typedef struct StreamBatch
+{
+	int64		batch_id;
+	const char *coordinator_id;
+	const char *content_hash;
+} StreamBatch;
+
+extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
+
+#endif							/* SHARDLOAD_COPY_STREAM_H */

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ * ledger.h
+ *	  The slice ledger kept on each shard.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_LEDGER_H
+#define SHARDLOAD_LEDGER_H
+
+#include "postgres.h"
+
+/* Identifies one slice in every shard's ledger. */
+typedef struct LedgerSliceKey
+{
+	const char *coordinator_id;
+	int64		batch_id;
+	int			slice_no;
+	const char *content_hash;
+} LedgerSliceKey;
+
+extern const char *LedgerProbeSql(void);
+extern const char *LedgerCreateSql(void);
+extern char *LedgerBeginAndCheckSql(LedgerSliceKey *key);
+extern char *LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows);
+
+#endif							/* SHARDLOAD_LEDGER_H */

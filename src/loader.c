@@ -1,0 +1,657 @@
+/*-------------------------------------------------------------------------
+ * loader.c
+ *	  One attempt to run a batch, in three committed steps:
+ *
+ *	  1. begin: take the batch (a session lock keeps other runners out),
+ *	     count the attempt and record it as running;
+ *	  2. load: local slices by in-process COPY, foreign slices streamed to
+ *	     their shards in parallel, each committed with its ledger row;
+ *	  3. record: slice states, the attempt's outcome and the batch's next
+ *	     state (retry, stop, quarantine or dead letter).
+ *
+ *	  Each step commits, so a failed or interrupted attempt is still on
+ *	  record, and only slices not yet committed are ever sent again.
+ *	  The caller must be a non-atomic SPI connection (a CALL).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "classify.h"
+#include "connection.h"
+#include "copy_stream.h"
+#include "metadata.h"
+#include "payload.h"
+#include "pg_shardload.h"
+#include "routing.h"
+
+/* field4 of our advisory lock tags, so they stand apart from users' own */
+#define SHARDLOAD_LOCK_FIELD4 0x534C
+
+/* A slice of the batch as this attempt sees it. */
+typedef struct RunSlice
+{
+	int			slice_no;
+	Oid			partition;
+	int64		rows;
+	bool		was_committed;	/* before this attempt */
+	bool		committed;
+	bool		local;
+	char	   *shard;
+	int64		first_line;
+	char	   *first_detail;
+	ShardloadFailure *failure;
+} RunSlice;
+
+typedef struct RunState
+{
+	ShardloadBatch *batch;
+	int			attempt;
+	char	   *coordinator_id;
+	int			nslices;
+	RunSlice   *slices;
+	ShardloadFailure *failure;	/* a failure of the whole attempt */
+} RunState;
+
+static void run_locked(int64 batch_id);
+static RunState *begin_attempt(int64 batch_id);
+static void load_batch(RunState *rs);
+static void load_slices(RunState *rs);
+static void load_local_slice(RunState *rs, RunSlice *slice, List *column_names);
+static StreamSlice *stream_slice_for(RunSlice *slice, ShardloadRouter *router);
+static void record_outcome(RunState *rs);
+static ShardloadFailure *make_failure(const char *stage, const char *shard,
+									  const char *sqlstate, const char *message);
+static ShardloadFailure *failure_from_edata(ErrorData *edata, const char *stage,
+											const char *shard);
+
+/*
+ * ShardloadRunBatch
+ *	  Run one attempt of batch_id now.  Waits while another session runs
+ *	  the same batch.  Commits several times.
+ */
+void
+ShardloadRunBatch(int64 batch_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (batch_id >> 32),
+						 (uint32) batch_id, SHARDLOAD_LOCK_FIELD4);
+	(void) LockAcquire(&tag, ExclusiveLock, true, false);
+	PG_TRY();
+	{
+		run_locked(batch_id);
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	PG_END_TRY();
+}
+
+static void
+run_locked(int64 batch_id)
+{
+	RunState   *rs;
+
+	rs = begin_attempt(batch_id);
+	SPI_commit();
+	if (rs == NULL)
+		return;
+
+	load_batch(rs);
+	SPI_commit();
+
+	record_outcome(rs);
+	SPI_commit();
+}
+
+/*
+ * begin_attempt
+ *	  Check the caller may run the batch and that it can run; count the
+ *	  attempt.  Returns NULL when there is nothing to do.
+ */
+static RunState *
+begin_attempt(int64 batch_id)
+{
+	ShardloadCatalogSession session;
+	ShardloadBatch *batch;
+	RunState   *rs;
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3];
+
+	ShardloadCatalogBegin(&session);
+	batch = ShardloadBatchFetch(&session, batch_id, true);
+	ShardloadCatalogEnd(&session);
+	ShardloadCheckBatchAccess(batch);
+
+	if (strcmp(batch->state, "succeeded") == 0)
+	{
+		ereport(NOTICE,
+				(errmsg("batch %lld has already succeeded", (long long) batch_id),
+				 errdetail("Nothing was loaded again.")));
+		return NULL;
+	}
+	if (strcmp(batch->state, "cancelled") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch %lld is cancelled", (long long) batch_id),
+				 errhint("Use shardload.replay(%lld) to queue it again.", (long long) batch_id)));
+	if (batch->payload_purged)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payload of batch %lld was removed", (long long) batch_id),
+				 errdetail("Payloads are kept for shardload.payload_retention after a batch finishes."),
+				 errhint("Submit the rows again under a new batch key.")));
+
+	rs = palloc0(sizeof(RunState));
+	rs->batch = batch;
+	rs->attempt = batch->attempts + 1;
+	values[0] = Int64GetDatum(batch_id);
+	values[1] = Int32GetDatum(rs->attempt);
+	values[2] = Int32GetDatum(MyProcPid);
+
+	ShardloadCatalogBegin(&session);
+	/* we hold the batch's lock: a "running" attempt is one that died */
+	ShardloadSpiExec("UPDATE shardload.attempt SET status = 'interrupted',"
+					 " finished_at = clock_timestamp(),"
+					 " message = 'the attempt ended without recording its outcome'"
+					 " WHERE batch_id = $1 AND status = 'running'",
+					 1, argtypes, values, NULL);
+	ShardloadSpiExec("UPDATE shardload.batch SET state = 'running', attempts = $2,"
+					 " next_attempt_at = NULL, finished_at = NULL WHERE batch_id = $1",
+					 2, argtypes, values, NULL);
+	ShardloadSpiExec("INSERT INTO shardload.attempt (batch_id, attempt, runner_pid)"
+					 " VALUES ($1, $2, $3)", 3, argtypes, values, NULL);
+	rs->coordinator_id = ShardloadCoordinatorId(&session);
+	ShardloadCatalogEnd(&session);
+	return rs;
+}
+
+/*
+ * load_batch
+ *	  Load every slice not yet committed, in a subtransaction so that an
+ *	  error thrown anywhere becomes the attempt's recorded failure.
+ */
+static void
+load_batch(RunState *rs)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		load_slices(rs);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+
+		rs->failure = failure_from_edata(edata, "ROUTE", NULL);
+		/* local slices loaded in this attempt were rolled back with it */
+		for (int i = 0; i < rs->nslices; i++)
+			if (rs->slices[i].local && !rs->slices[i].was_committed)
+				rs->slices[i].committed = false;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * load_slices
+ *	  Route check, then local slices one by one, then all foreign slices
+ *	  streamed at once.
+ */
+static void
+load_slices(RunState *rs)
+{
+	ShardloadBatch *batch = rs->batch;
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch->batch_id)};
+	Relation	target;
+	ShardloadRouter *router;
+	List	   *column_names;
+	List	   *servers = NIL;
+	List	   *shard_list = NIL;
+	StreamShard **shards;
+	StreamBatch stream_batch;
+	int			nshards;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT slice_no, coalesce(partition::oid, 0), rows, state,"
+					 " first_row_line, first_row_detail"
+					 " FROM shardload.slice WHERE batch_id = $1 ORDER BY slice_no",
+					 1, argtypes, values, NULL);
+	rs->nslices = (int) SPI_processed;
+	rs->slices = MemoryContextAllocZero(session.outer, sizeof(RunSlice) * Max(rs->nslices, 1));
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+
+		slice->slice_no = (int) ShardloadSpiInt64(i, 1, NULL);
+		slice->partition = (Oid) ShardloadSpiInt64(i, 2, NULL);
+		slice->rows = ShardloadSpiInt64(i, 3, NULL);
+		slice->was_committed = strcmp(ShardloadSpiText(&session, i, 4), "committed") == 0;
+		slice->committed = slice->was_committed;
+		slice->first_line = ShardloadSpiInt64(i, 5, NULL);
+		slice->first_detail = ShardloadSpiText(&session, i, 6);
+	}
+	ShardloadCatalogEnd(&session);
+
+	target = try_relation_open(batch->target, AccessShareLock);
+	if (target == NULL)
+	{
+		rs->failure = make_failure("ROUTE", NULL, "42P01",
+								   psprintf("relation \"%s\" does not exist", batch->target_name));
+		return;
+	}
+	router = ShardloadRouterCreate(target);
+	column_names = ShardloadColumnNameList(router);
+	if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
+	{
+		rs->failure = make_failure("ROUTE", NULL, "42501",
+								   psprintf("permission denied for table %s\nDETAIL:  Role \"%s\" submitted the batch and no longer has INSERT on it.",
+											RelationGetRelationName(target),
+											GetUserNameFromId(batch->owner, false)));
+		table_close(target, AccessShareLock);
+		return;
+	}
+	if (rs->nslices > 0 && rs->slices[0].slice_no == 0)
+	{
+		RunSlice   *bad = &rs->slices[0];
+
+		rs->failure = make_failure("ROUTE", NULL, "23514",
+								   psprintf("no partition of relation \"%s\" found for row\n"
+											"DETAIL:  Partition key of the failing row contains %s (line %lld); "
+											"%lld rows of the batch fit no partition.",
+											RelationGetRelationName(target), bad->first_detail,
+											(long long) bad->first_line, (long long) bad->rows));
+		table_close(target, AccessShareLock);
+		return;
+	}
+
+	/* local slices first, each on its own; foreign ones grouped by server */
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		char		relkind;
+
+		if (slice->committed)
+			continue;
+		relkind = get_rel_relkind(slice->partition);
+		if (relkind == '\0' || !get_rel_relispartition(slice->partition) ||
+			get_partition_parent(slice->partition, true) != batch->target)
+		{
+			slice->failure = make_failure("ROUTE", NULL, "42P01",
+										  psprintf("partition of slice %d is no longer a partition of \"%s\"",
+												   slice->slice_no, RelationGetRelationName(target)));
+			continue;
+		}
+		if (relkind == RELKIND_RELATION)
+			load_local_slice(rs, slice, column_names);
+		else if (relkind == RELKIND_FOREIGN_TABLE)
+		{
+			Oid			serverid = GetForeignTable(slice->partition)->serverid;
+			StreamShard *sh = NULL;
+			ListCell   *sc;
+
+			forboth(lc, servers, sc, shard_list)
+			{
+				if (lfirst_oid(lc) == serverid)
+					sh = lfirst(sc);
+			}
+			if (sh == NULL)
+			{
+				sh = palloc0(sizeof(StreamShard));
+				sh->slices = palloc0(sizeof(StreamSlice *) * rs->nslices);
+				servers = lappend_oid(servers, serverid);
+				shard_list = lappend(shard_list, sh);
+			}
+			slice->shard = GetForeignServer(serverid)->servername;
+			sh->slices[sh->nslices++] = stream_slice_for(slice, router);
+		}
+		else
+			slice->failure = make_failure("ROUTE", NULL, "0A000",
+										  psprintf("partition \"%s\" is neither a table nor a foreign table",
+												   get_rel_name(slice->partition)));
+	}
+
+	/* connection parameters: a missing user mapping fails only its server */
+	nshards = list_length(shard_list);
+	shards = palloc0(sizeof(StreamShard *) * Max(nshards, 1));
+	nshards = 0;
+	forboth(lc, servers, lc2, shard_list)
+	{
+		StreamShard *sh = lfirst(lc2);
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			sh->params = ShardloadConnParams(lfirst_oid(lc), batch->owner);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			shards[nshards++] = sh;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			ShardloadFailure *f;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			f = failure_from_edata(edata, "CONNECT", GetForeignServer(lfirst_oid(lc))->servername);
+			for (int i = 0; i < sh->nslices; i++)
+				sh->slices[i]->failure = f;
+		}
+		PG_END_TRY();
+	}
+
+	stream_batch.batch_id = batch->batch_id;
+	stream_batch.coordinator_id = rs->coordinator_id;
+	stream_batch.content_hash = batch->content_hash;
+	ShardloadStreamSlices(&stream_batch, shards, nshards);
+
+	/* carry the stream's outcome back to the attempt's slices */
+	foreach(lc, shard_list)
+	{
+		StreamShard *sh = lfirst(lc);
+
+		for (int i = 0; i < sh->nslices; i++)
+			for (int j = 0; j < rs->nslices; j++)
+				if (rs->slices[j].slice_no == sh->slices[i]->slice_no)
+				{
+					rs->slices[j].committed = sh->slices[i]->committed;
+					if (sh->slices[i]->failure)
+						rs->slices[j].failure = sh->slices[i]->failure;
+				}
+	}
+	table_close(target, AccessShareLock);
+}
+
+/*
+ * load_local_slice
+ *	  COPY one slice into its local partition and mark it committed, both
+ *	  in a subtransaction: a bad slice fails alone.
+ */
+static void
+load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	slice->local = true;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ShardloadCatalogSession session;
+		Oid			argtypes[2] = {INT8OID, INT4OID};
+		Datum		values[2];
+
+		ShardloadLoadLocalSlice(rs->batch->batch_id, slice->slice_no,
+								slice->partition, column_names);
+		values[0] = Int64GetDatum(rs->batch->batch_id);
+		values[1] = Int32GetDatum(slice->slice_no);
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
+						 " committed_at = now(), shard = NULL"
+						 " WHERE batch_id = $1 AND slice_no = $2",
+						 2, argtypes, values, NULL);
+		ShardloadCatalogEnd(&session);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		slice->committed = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		slice->failure = failure_from_edata(edata, "COPY", NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * stream_slice_for
+ *	  The COPY command for a foreign partition's slice, with the remote
+ *	  table and column names from the foreign table's options.
+ */
+static StreamSlice *
+stream_slice_for(RunSlice *slice, ShardloadRouter *router)
+{
+	StreamSlice *ss = palloc0(sizeof(StreamSlice));
+	ForeignTable *ft = GetForeignTable(slice->partition);
+	const char *schema_name = get_namespace_name(get_rel_namespace(slice->partition));
+	const char *table_name = get_rel_name(slice->partition);
+	StringInfoData sql;
+	ListCell   *lc;
+
+	foreach(lc, ft->options)
+	{
+		DefElem    *opt = lfirst(lc);
+
+		if (strcmp(opt->defname, "schema_name") == 0)
+			schema_name = defGetString(opt);
+		else if (strcmp(opt->defname, "table_name") == 0)
+			table_name = defGetString(opt);
+	}
+	ss->slice_no = slice->slice_no;
+	ss->rows = slice->rows;
+	ss->remote_table = quote_qualified_identifier(schema_name, table_name);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "COPY %s (", ss->remote_table);
+	for (int i = 0; i < router->ncolumns; i++)
+	{
+		const char *colname = router->column_names[i];
+		AttrNumber	attnum = get_attnum(slice->partition, colname);
+
+		foreach(lc, GetForeignColumnOptions(slice->partition, attnum))
+		{
+			DefElem    *opt = lfirst(lc);
+
+			if (strcmp(opt->defname, "column_name") == 0)
+				colname = defGetString(opt);
+		}
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(colname));
+	}
+	appendStringInfoString(&sql, ") FROM STDIN");
+	ss->copy_sql = sql.data;
+	return ss;
+}
+
+/*
+ * record_outcome
+ *	  Store slice states, the attempt's outcome and the batch's next state;
+ *	  tell the caller how it went.
+ */
+static void
+record_outcome(RunState *rs)
+{
+	ShardloadCatalogSession session;
+	ShardloadFailure *worst = rs->failure;
+	ShardloadDecision decision;
+	ShardloadDecision candidate;
+	int			nfailed = 0;
+	Oid			argtypes[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
+
+	memset(&decision, 0, sizeof(decision));
+	ShardloadCatalogBegin(&session);
+	if (worst != NULL)
+		ShardloadClassify(&session, worst->sqlstate, &decision);
+	values[0] = Int64GetDatum(rs->batch->batch_id);
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		char		snulls[3] = {' ', ' ', ' '};
+
+		if (slice->was_committed)
+			continue;
+		values[1] = Int32GetDatum(slice->slice_no);
+		if (slice->shard)
+			values[2] = CStringGetTextDatum(slice->shard);
+		else
+			snulls[2] = 'n';
+		if (slice->committed)
+			ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
+							 " committed_at = coalesce(committed_at, now()), shard = $3"
+							 " WHERE batch_id = $1 AND slice_no = $2",
+							 3, argtypes, values, snulls);
+		else if (slice->failure)
+		{
+			nfailed++;
+			ShardloadSpiExec("UPDATE shardload.slice SET state = 'failed', shard = $3"
+							 " WHERE batch_id = $1 AND slice_no = $2 AND slice_no <> 0",
+							 3, argtypes, values, snulls);
+			/* the most serious failure speaks for the attempt */
+			ShardloadClassify(&session, slice->failure->sqlstate, &candidate);
+			if (worst == NULL || candidate.failure_type > decision.failure_type)
+			{
+				worst = slice->failure;
+				decision = candidate;
+			}
+		}
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	values[1] = Int32GetDatum(rs->attempt);
+	if (worst == NULL)
+	{
+		values[2] = CStringGetTextDatum("succeeded");
+		for (int i = 3; i < 11; i++)
+			nulls[i] = 'n';
+		values[11] = CStringGetTextDatum("NONE");
+		values[10] = Float8GetDatum(0);
+		nulls[10] = 'n';
+	}
+	else
+	{
+		ShardloadPolicy *policy = ShardloadPolicyFor(&session, rs->batch);
+
+		ShardloadDecide(policy, rs->attempt - rs->batch->series_start, &decision);
+		values[2] = CStringGetTextDatum(decision.state);
+		values[3] = CStringGetTextDatum(worst->stage);
+		if (worst->shard)
+			values[4] = CStringGetTextDatum(worst->shard);
+		else
+			nulls[4] = 'n';
+		values[5] = CStringGetTextDatum(decision.failure_type_name);
+		values[6] = CStringGetTextDatum(decision.reason);
+		values[7] = CStringGetTextDatum(worst->sqlstate);
+		values[8] = CStringGetTextDatum(nfailed > 1 ?
+										psprintf("%s\n(%d slices failed in this attempt)", worst->message, nfailed) :
+										worst->message);
+		nulls[9] = 'n';
+		values[10] = Float8GetDatum(decision.delay);
+		if (strcmp(decision.next_action, "RETRY") != 0)
+			nulls[10] = 'n';
+		values[11] = CStringGetTextDatum(decision.next_action);
+	}
+	ShardloadSpiExec("UPDATE shardload.attempt SET finished_at = clock_timestamp(),"
+					 " status = CASE WHEN $3 = 'succeeded' THEN 'succeeded' ELSE 'failed' END,"
+					 " stage = $4, shard = $5, failure_type = $6, reason = $7, sqlstate = $8,"
+					 " message = $9, next_action = $12,"
+					 " next_attempt_at = clock_timestamp() + make_interval(secs => $11)"
+					 " WHERE batch_id = $1 AND attempt = $2",
+					 12, argtypes, values, nulls);
+	ShardloadSpiExec("UPDATE shardload.batch SET state = $3, last_failure_type = $6,"
+					 " last_reason = $7,"
+					 " next_attempt_at = clock_timestamp() + make_interval(secs => $11),"
+					 " finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'quarantined', 'dead')"
+					 "  THEN clock_timestamp() END,"
+					 " rows_loaded = (SELECT coalesce(sum(s.rows), 0) FROM shardload.slice s"
+					 "  WHERE s.batch_id = $1 AND s.state = 'committed')"
+					 " WHERE batch_id = $1",
+					 12, argtypes, values, nulls);
+	ShardloadCatalogEnd(&session);
+
+	if (worst != NULL)
+		ereport(WARNING,
+				(errmsg("batch %lld failed at stage %s%s%s",
+						(long long) rs->batch->batch_id, worst->stage,
+						worst->shard ? " on server " : "",
+						worst->shard ? quote_identifier(worst->shard) : ""),
+				 errdetail_internal("%s", worst->message),
+				 errhint("The failure is %s (%s); the batch is now %s, next action %s.",
+						 decision.failure_type_name, decision.reason, decision.state,
+						 decision.next_action)));
+}
+
+static ShardloadFailure *
+make_failure(const char *stage, const char *shard, const char *sqlstate, const char *message)
+{
+	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+
+	f->stage = stage;
+	f->shard = shard ? pstrdup(shard) : NULL;
+	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
+	f->message = pstrdup(message);
+	return f;
+}
+
+/*
+ * failure_from_edata
+ *	  A caught local error as a failure, with its own SQLSTATE.
+ */
+static ShardloadFailure *
+failure_from_edata(ErrorData *edata, const char *stage, const char *shard)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	appendStringInfoString(&msg, edata->message ? edata->message : "unknown error");
+	if (edata->detail)
+		appendStringInfo(&msg, "\nDETAIL:  %s", edata->detail);
+	if (edata->hint)
+		appendStringInfo(&msg, "\nHINT:  %s", edata->hint);
+	if (edata->context)
+		appendStringInfo(&msg, "\nCONTEXT:  %s", edata->context);
+	return make_failure(stage, shard, unpack_sql_state(edata->sqlerrcode), msg.data);
+}

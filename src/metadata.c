@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ * metadata.c
+ *	  Access to the shardload.* catalog tables.
+ *
+ *	  The tables are readable only by the extension owner; callers read them
+ *	  through filtered views.  C code reaches them in a "catalog session":
+ *	  SPI connected, user switched to the extension owner and search_path
+ *	  pinned to pg_catalog, so nothing the caller defines can take part.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "metadata.h"
+#include "pg_shardload.h"
+
+/*
+ * ShardloadExtensionOwner
+ *	  The role that owns the pg_shardload extension in this database.
+ *	  Throws if the extension is not installed.
+ */
+Oid
+ShardloadExtensionOwner(void)
+{
+	Oid			extoid = get_extension_oid("pg_shardload", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(owner))
+		elog(ERROR, "could not find the owner of extension pg_shardload");
+	return owner;
+}
+
+/*
+ * ShardloadCatalogBegin
+ *	  Connect SPI and become the extension owner with a safe search_path.
+ *	  Results that must outlive the session are copied to session->outer,
+ *	  the memory context current at the call.
+ */
+void
+ShardloadCatalogBegin(ShardloadCatalogSession *session)
+{
+	Oid			owner = ShardloadExtensionOwner();
+
+	session->outer = CurrentMemoryContext;
+	GetUserIdAndSecContext(&session->saved_userid, &session->saved_sec_context);
+	SetUserIdAndSecContext(owner, session->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE);
+	session->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * ShardloadCatalogEnd
+ *	  Undo ShardloadCatalogBegin.  On error, transaction abort does the same.
+ */
+void
+ShardloadCatalogEnd(ShardloadCatalogSession *session)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, session->guc_nestlevel);
+	SetUserIdAndSecContext(session->saved_userid, session->saved_sec_context);
+}
+
+/*
+ * ShardloadSpiExec
+ *	  Run one parameterized statement; returns the number of rows.  Throws
+ *	  on any SPI failure.
+ */
+uint64
+ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				 const char *nulls)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * ShardloadSpiText
+ *	  Column col (1-based) of row of the last result as a string in the
+ *	  session's outer context, or NULL.
+ */
+char *
+ShardloadSpiText(ShardloadCatalogSession *session, int row, int col)
+{
+	char	   *value = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	return value ? MemoryContextStrdup(session->outer, value) : NULL;
+}
+
+/*
+ * ShardloadSpiInt64
+ *	  Column col of row as an int64 (any integer type); 0 if NULL.
+ */
+int64
+ShardloadSpiInt64(int row, int col, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+	Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, col);
+
+	if (isnull)
+		*isnull = null;
+	if (null)
+		return 0;
+	switch (type)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+		case OIDOID:
+		case REGCLASSOID:
+		case REGROLEOID:
+			return (int64) DatumGetInt32(d);
+		case INT8OID:
+			return DatumGetInt64(d);
+		default:
+			elog(ERROR, "unexpected type %u in catalog result", type);
+	}
+	return 0;
+}
+
+/*
+ * ShardloadBatchFetch
+ *	  Read one batch inside a catalog session, optionally locking its row.
+ *	  Throws ERRCODE_UNDEFINED_OBJECT if it does not exist.
+ */
+ShardloadBatch *
+ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
+{
+	ShardloadBatch *batch;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch_id)};
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "SELECT batch_id, target::oid, target_name, batch_key, tenant,"
+						   " owner::oid, policy_name, on_error, reject_limit, content_hash,"
+						   " state, attempts, series_start, rows_total,"
+						   " (payload_purged_at IS NOT NULL)::text"
+						   " FROM shardload.batch WHERE batch_id = $1");
+	if (lock)
+		appendStringInfoString(&sql, " FOR UPDATE");
+	if (ShardloadSpiExec(sql.data, 1, argtypes, values, NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("batch %lld does not exist", (long long) batch_id)));
+
+	batch = MemoryContextAllocZero(session->outer, sizeof(ShardloadBatch));
+	batch->batch_id = batch_id;
+	batch->target = (Oid) ShardloadSpiInt64(0, 2, NULL);
+	batch->target_name = ShardloadSpiText(session, 0, 3);
+	batch->batch_key = ShardloadSpiText(session, 0, 4);
+	batch->tenant = ShardloadSpiText(session, 0, 5);
+	batch->owner = (Oid) ShardloadSpiInt64(0, 6, NULL);
+	batch->policy_name = ShardloadSpiText(session, 0, 7);
+	batch->on_error = ShardloadSpiText(session, 0, 8);
+	batch->reject_limit = ShardloadSpiInt64(0, 9, NULL);
+	batch->content_hash = ShardloadSpiText(session, 0, 10);
+	batch->state = ShardloadSpiText(session, 0, 11);
+	batch->attempts = (int) ShardloadSpiInt64(0, 12, NULL);
+	batch->series_start = (int) ShardloadSpiInt64(0, 13, NULL);
+	batch->rows_total = ShardloadSpiInt64(0, 14, NULL);
+	batch->payload_purged = strcmp(ShardloadSpiText(session, 0, 15), "true") == 0;
+	return batch;
+}
+
+/*
+ * ShardloadCheckBatchAccess
+ *	  A role may act only on its own batches unless it is a member of
+ *	  shardload_admin.  Uses the caller's identity (GetUserId() is the
+ *	  caller's outside a catalog session).  Throws 42501.
+ */
+void
+ShardloadCheckBatchAccess(ShardloadBatch *batch)
+{
+	Oid			user = GetUserId();
+	Oid			admin = get_role_oid("shardload_admin", true);
+
+	if (user == batch->owner || superuser_arg(user))
+		return;
+	if (OidIsValid(admin) && has_privs_of_role(user, admin))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for batch %lld", (long long) batch->batch_id),
+			 errdetail("The batch belongs to role \"%s\".",
+					   GetUserNameFromId(batch->owner, true)),
+			 errhint("Only the role that submitted a batch or members of \"shardload_admin\" may act on it.")));
+}
+
+/*
+ * ShardloadCoordinatorId
+ *	  This database's identity in shard ledgers (a uuid as text).
+ */
+char *
+ShardloadCoordinatorId(ShardloadCatalogSession *session)
+{
+	ShardloadSpiExec("SELECT coordinator_id FROM shardload.node", 0, NULL, NULL, NULL);
+	if (SPI_processed != 1)
+		elog(ERROR, "shardload.node must hold exactly one row");
+	return ShardloadSpiText(session, 0, 1);
+}
+
+/*
+ * ShardloadPurgePayloads
+ *	  Delete the payload of batches that finished more than
+ *	  shardload.payload_retention ago; returns how many batches were purged.
+ *	  Deleted chunks are reused by later batches once vacuum has seen them,
+ *	  so the table does not grow with history.
+ */
+int64
+ShardloadPurgePayloads(void)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(shardload_payload_retention)};
+	int64		purged;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("WITH done AS ("
+					 "  UPDATE shardload.batch SET payload_purged_at = now()"
+					 "  WHERE payload_purged_at IS NULL AND finished_at IS NOT NULL"
+					 "    AND finished_at < now() - make_interval(secs => $1)"
+					 "  RETURNING batch_id),"
+					 " gone AS (DELETE FROM shardload.payload p USING done"
+					 "  WHERE p.batch_id = done.batch_id)"
+					 " SELECT count(*) FROM done",
+					 1, argtypes, values, NULL);
+	purged = ShardloadSpiInt64(0, 1, NULL);
+	ShardloadCatalogEnd(&session);
+	return purged;
+}

@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ * payload.c
+ *	  Reading a batch's payload back: one chunk at a time for the shard
+ *	  streams, and through PostgreSQL's own COPY FROM for local partitions,
+ *	  so local rows get the same parsing, constraints and triggers as a
+ *	  COPY would give them.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "parser/parse_relation.h"
+#include "utils/acl.h"
+#include "utils/snapmgr.h"
+
+#include "metadata.h"
+#include "payload.h"
+
+/* Where local_copy_source() reads from (COPY callbacks take no argument). */
+static struct
+{
+	int64		batch_id;
+	int			slice_no;
+	int			next_chunk;
+	bytea	   *chunk;
+	int			offset;
+	bool		done;
+}			local_source;
+
+static int	local_copy_source(void *outbuf, int minread, int maxread);
+
+/*
+ * ShardloadPayloadChunk
+ *	  Chunk chunk_no of a slice, palloc'd in the current memory context, or
+ *	  NULL past the last one.
+ */
+bytea *
+ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3];
+	bytea	   *chunk = NULL;
+
+	values[0] = Int64GetDatum(batch_id);
+	values[1] = Int32GetDatum(slice_no);
+	values[2] = Int32GetDatum(chunk_no);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT data FROM shardload.payload"
+					 " WHERE batch_id = $1 AND slice_no = $2 AND chunk_no = $3",
+					 3, argtypes, values, NULL);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(session.outer);
+
+		chunk = DatumGetByteaPCopy(d);
+		MemoryContextSwitchTo(old);
+	}
+	ShardloadCatalogEnd(&session);
+	return chunk;
+}
+
+/*
+ * local_copy_source
+ *	  COPY data source callback: the slice's chunks one after another.
+ */
+static int
+local_copy_source(void *outbuf, int minread, int maxread)
+{
+	int			copied = 0;
+
+	while (copied < minread && !local_source.done)
+	{
+		int			left;
+		int			n;
+
+		if (local_source.chunk == NULL ||
+			local_source.offset >= (int) VARSIZE_ANY_EXHDR(local_source.chunk))
+		{
+			if (local_source.chunk)
+				pfree(local_source.chunk);
+			local_source.chunk = ShardloadPayloadChunk(local_source.batch_id,
+													   local_source.slice_no,
+													   local_source.next_chunk++);
+			local_source.offset = 0;
+			if (local_source.chunk == NULL)
+			{
+				local_source.done = true;
+				break;
+			}
+		}
+		left = VARSIZE_ANY_EXHDR(local_source.chunk) - local_source.offset;
+		n = Min(left, maxread - copied);
+		memcpy((char *) outbuf + copied, VARDATA_ANY(local_source.chunk) + local_source.offset, n);
+		local_source.offset += n;
+		copied += n;
+	}
+	return copied;
+}
+
+/*
+ * ShardloadLoadLocalSlice
+ *	  COPY a slice into the local partition in this transaction; returns
+ *	  the rows copied.  Throws what COPY throws.  The caller's INSERT right
+ *	  on the partitioned table covers its partitions, as for INSERT.
+ */
+uint64
+ShardloadLoadLocalSlice(int64 batch_id, int slice_no, Oid partition, List *column_names)
+{
+	Relation	rel = table_open(partition, RowExclusiveLock);
+	ParseState *pstate = make_parsestate(NULL);
+	CopyFromState cstate;
+	uint64		rows;
+
+	addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	memset(&local_source, 0, sizeof(local_source));
+	local_source.batch_id = batch_id;
+	local_source.slice_no = slice_no;
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, local_copy_source,
+						   column_names, NIL);
+	rows = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	PopActiveSnapshot();
+
+	if (local_source.chunk)
+		pfree(local_source.chunk);
+	free_parsestate(pstate);
+	table_close(rel, NoLock);
+	return rows;
+}

@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ * pg_shardload.c
+ *	  Module entry: settings.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "pg_shardload.h"
+
+PG_MODULE_MAGIC;
+
+int			shardload_payload_retention = 7 * 24 * 3600;
+char	   *shardload_database = NULL;
+int			shardload_naptime = 5;
+int			shardload_max_workers = 2;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("shardload.payload_retention",
+							"Sets how long the rows of a finished batch are kept for replay.",
+							"After this time shardload.purge_payloads() removes them.",
+							&shardload_payload_retention,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("shardload.database",
+							   "Sets the databases the background worker serves (comma-separated).",
+							   NULL,
+							   &shardload_database,
+							   "postgres",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.naptime",
+							"Sets how often the background worker looks for due work.",
+							NULL,
+							&shardload_naptime,
+							5, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.max_workers",
+							"Sets how many batches the background worker runs at once.",
+							NULL,
+							&shardload_max_workers,
+							2, 1, 64,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("shardload");
+}

@@ -1,0 +1,71 @@
+/*-------------------------------------------------------------------------
+ * pg_shardload.h
+ *	  Shared constants, settings and the types that cross file boundaries.
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_SHARDLOAD_H
+#define PG_SHARDLOAD_H
+
+#include "postgres.h"
+
+#include "utils/elog.h"
+
+/* Same (target, key) submitted again with other content. */
+#define ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT MAKE_SQLSTATE('S','L','0','0','1')
+
+/* Bytes of COPY text per payload chunk and per COPY data message. */
+#define SHARDLOAD_CHUNK_BYTES		(1024 * 1024)
+#define SHARDLOAD_MESSAGE_BYTES		(64 * 1024)
+
+/* Remote ledger names, created on first use in every shard database. */
+#define SHARDLOAD_LEDGER_SCHEMA		"shardload_ledger"
+#define SHARDLOAD_LEDGER_TABLE		"slices"
+
+/* settings */
+extern int	shardload_payload_retention;	/* seconds */
+extern char *shardload_database;
+extern int	shardload_naptime;
+extern int	shardload_max_workers;
+
+/* Failure classes, as stored in the catalog. */
+typedef enum ShardloadFailureType
+{
+	SHARDLOAD_CLASS_NONE = 0,
+	SHARDLOAD_CLASS_TRANSIENT,
+	SHARDLOAD_CLASS_UNKNOWN,
+	SHARDLOAD_CLASS_NON_RETRYABLE
+} ShardloadFailureType;
+
+/*
+ * One failure of an attempt: where it happened and what the server (remote
+ * or local) said.  Strings are palloc'd; message never holds a password.
+ */
+typedef struct ShardloadFailure
+{
+	const char *stage;			/* ROUTE, CONNECT, COPY, COMMIT, VERIFY */
+	char	   *shard;			/* foreign server name, NULL if local */
+	char		sqlstate[6];
+	char	   *message;		/* primary message plus detail */
+} ShardloadFailure;
+
+/* capture.c */
+typedef struct ShardloadSubmitArgs
+{
+	Oid			target;
+	char	   *batch_key;
+	char	   *source;			/* query, CSV text or file path */
+	const char *source_kind;	/* "query", "csv" or "file" */
+	char	   *policy;
+	char	   *on_error;
+	int64		reject_limit;
+	char	   *tenant;
+	bool		header;
+	char	   *format;			/* "csv" or "text" (files) */
+} ShardloadSubmitArgs;
+
+extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);
+
+/* loader.c */
+extern void ShardloadRunBatch(int64 batch_id);
+
+#endif							/* PG_SHARDLOAD_H */

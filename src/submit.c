@@ -1,0 +1,270 @@
+/*-------------------------------------------------------------------------
+ * submit.c
+ *	  shardload.submit*(): validate, claim the batch key, capture the rows.
+ *
+ *	  The batch row is inserted first with ON CONFLICT DO NOTHING, so of
+ *	  several sessions submitting one key at once exactly one captures the
+ *	  payload; the others wait for it, then only hash their input to check
+ *	  that it is the same content.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "capture.h"
+#include "metadata.h"
+#include "pg_shardload.h"
+#include "routing.h"
+
+static void validate_args(ShardloadSubmitArgs *args);
+static int64 claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new);
+static void capture_rows(Capture *cap, ShardloadSubmitArgs *args);
+static void finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash);
+static void check_same_content(int64 batch_id, ShardloadSubmitArgs *args,
+							   Relation rel, const char *hash);
+
+/*
+ * ShardloadSubmit
+ *	  Capture the rows of args->source as a batch of args->target and
+ *	  return its id; the same key with the same content returns the
+ *	  existing batch.  Runs in the caller's transaction.
+ */
+int64
+ShardloadSubmit(ShardloadSubmitArgs *args)
+{
+	Relation	rel;
+	ShardloadRouter *router;
+	Capture    *cap;
+	bool		is_new;
+	int64		batch_id;
+	char	   *hash;
+
+	validate_args(args);
+	rel = table_open(args->target, AccessShareLock);
+	if (pg_class_aclcheck(args->target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+	router = ShardloadRouterCreate(rel);
+
+	batch_id = claim_batch_key(args, rel, &is_new);
+	cap = CaptureCreate(router, batch_id, is_new);
+	capture_rows(cap, args);
+	hash = CaptureFinish(cap);
+
+	if (is_new)
+		finish_new_batch(cap, args, hash);
+	else
+		check_same_content(batch_id, args, rel, hash);
+
+	table_close(rel, NoLock);
+	return batch_id;
+}
+
+static void
+validate_args(ShardloadSubmitArgs *args)
+{
+	if (strcmp(args->on_error, "stop") != 0 && strcmp(args->on_error, "reject") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for on_error: \"%s\"", args->on_error),
+				 errdetail("Valid values are \"stop\" and \"reject\".")));
+	if (args->reject_limit < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reject_limit must not be negative")));
+	if (args->batch_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch key must not be empty"),
+				 errhint("Use a key that names the data, such as \"sales-2026-11-25-part-0001\".")));
+	if (strcmp(args->format, "csv") != 0 && strcmp(args->format, "text") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for format: \"%s\"", args->format),
+				 errdetail("Valid values are \"csv\" and \"text\".")));
+	if (strcmp(args->source_kind, "file") == 0 &&
+		!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to submit a batch from a file"),
+				 errhint("Only roles with privileges of the \"pg_read_server_files\" role may read server files; use submit_csv() to pass the data inline.")));
+	if (args->policy != NULL)
+	{
+		ShardloadCatalogSession session;
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(args->policy)};
+		uint64		found;
+
+		ShardloadCatalogBegin(&session);
+		found = ShardloadSpiExec("SELECT 1 FROM shardload.retry_policy WHERE policy_name = $1",
+								 1, argtypes, values, NULL);
+		ShardloadCatalogEnd(&session);
+		if (found == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("retry policy \"%s\" does not exist", args->policy),
+					 errhint("Policies are rows of shardload.retry_policy.")));
+	}
+}
+
+/*
+ * claim_batch_key
+ *	  Insert the batch row, or find the one that holds (target, key).
+ *	  Waits for a concurrent submitter of the same key to finish.
+ */
+static int64
+claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[9] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, OIDOID,
+	TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9];
+	int64		batch_id;
+	Oid			owner;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = ObjectIdGetDatum(args->target);
+	values[1] = CStringGetTextDatum(quote_qualified_identifier(
+															   get_namespace_name(RelationGetNamespace(rel)),
+															   RelationGetRelationName(rel)));
+	values[2] = CStringGetTextDatum(args->batch_key);
+	if (args->tenant)
+		values[3] = CStringGetTextDatum(args->tenant);
+	else
+		nulls[3] = 'n';
+	values[4] = ObjectIdGetDatum(GetUserId());
+	if (args->policy)
+		values[5] = CStringGetTextDatum(args->policy);
+	else
+		nulls[5] = 'n';
+	values[6] = CStringGetTextDatum(args->on_error);
+	values[7] = Int64GetDatum(args->reject_limit);
+	values[8] = CStringGetTextDatum(args->source_kind);
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("INSERT INTO shardload.batch (target, target_name, batch_key, tenant,"
+					 " owner, policy_name, on_error, reject_limit, source_kind)"
+					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+					 " ON CONFLICT (target, batch_key) DO NOTHING RETURNING batch_id",
+					 9, argtypes, values, nulls);
+	*is_new = SPI_processed == 1;
+	if (*is_new)
+	{
+		batch_id = ShardloadSpiInt64(0, 1, NULL);
+		ShardloadCatalogEnd(&session);
+		return batch_id;
+	}
+
+	ShardloadSpiExec("SELECT batch_id, owner::oid FROM shardload.batch"
+					 " WHERE target = $1 AND batch_key = $3",
+					 3, argtypes, values, nulls);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not find the batch that holds key \"%s\"", args->batch_key);
+	batch_id = ShardloadSpiInt64(0, 1, NULL);
+	owner = (Oid) ShardloadSpiInt64(0, 2, NULL);
+	ShardloadCatalogEnd(&session);
+
+	if (owner != GetUserId())
+	{
+		ShardloadBatch batch = {.batch_id = batch_id,.owner = owner};
+
+		ShardloadCheckBatchAccess(&batch);
+	}
+	return batch_id;
+}
+
+static void
+capture_rows(Capture *cap, ShardloadSubmitArgs *args)
+{
+	if (strcmp(args->source_kind, "query") == 0)
+		CaptureFromQuery(cap, args->source);
+	else if (strcmp(args->source_kind, "csv") == 0)
+		CaptureFromCopy(cap, args->source, NULL, "csv", args->header);
+	else
+		CaptureFromCopy(cap, NULL, args->source, args->format, args->header);
+}
+
+/*
+ * finish_new_batch
+ *	  Record the captured slices and content hash; point out an earlier
+ *	  batch of the same target with identical content.
+ */
+static void
+finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[5] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID};
+	Datum		values[5];
+	int64		bytes = 0;
+
+	for (int i = 0; i < cap->nslices; i++)
+		bytes += cap->slices[i].bytes;
+	CaptureRecordSlices(cap);
+
+	values[0] = Int64GetDatum(cap->batch_id);
+	values[1] = CStringGetTextDatum(hash);
+	values[2] = Int64GetDatum(cap->rows);
+	values[3] = Int64GetDatum(bytes);
+	values[4] = ObjectIdGetDatum(args->target);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
+					 " payload_bytes = $4 WHERE batch_id = $1",
+					 4, argtypes, values, NULL);
+	ShardloadSpiExec("SELECT batch_id, batch_key FROM shardload.batch"
+					 " WHERE target = $5 AND content_hash = $2 AND batch_id <> $1"
+					 " ORDER BY batch_id LIMIT 1",
+					 5, argtypes, values, NULL);
+	if (SPI_processed == 1 && cap->rows > 0)
+	{
+		int64		twin = ShardloadSpiInt64(0, 1, NULL);
+		char	   *twin_key = ShardloadSpiText(&session, 0, 2);
+
+		ShardloadCatalogEnd(&session);
+		ereport(NOTICE,
+				(errmsg("batch %lld has the same content as batch %lld (key \"%s\")",
+						(long long) cap->batch_id, (long long) twin, twin_key),
+				 errdetail("Both have content hash %.12s.", hash),
+				 errhint("The key decides: this batch is loaded as well. Cancel it with shardload.cancel(%lld) if that is not wanted.",
+						 (long long) cap->batch_id)));
+		return;
+	}
+	ShardloadCatalogEnd(&session);
+}
+
+/*
+ * check_same_content
+ *	  A resubmitted key: the same content returns the batch with a NOTICE,
+ *	  other content is an error.
+ */
+static void
+check_same_content(int64 batch_id, ShardloadSubmitArgs *args, Relation rel,
+				   const char *hash)
+{
+	ShardloadCatalogSession session;
+	ShardloadBatch *batch;
+
+	ShardloadCatalogBegin(&session);
+	batch = ShardloadBatchFetch(&session, batch_id, false);
+	ShardloadCatalogEnd(&session);
+
+	if (strcmp(batch->content_hash, hash) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT),
+				 errmsg("batch key \"%s\" of table \"%s\" was already used for other content",
+						args->batch_key, RelationGetRelationName(rel)),
+				 errdetail("Batch %lld has content hash %.12s; this submission has %.12s.",
+						   (long long) batch_id, batch->content_hash, hash),
+				 errhint("Submit new content under a new batch key.")));
+	ereport(NOTICE,
+			(errmsg("batch key \"%s\" was already submitted as batch %lld with the same content",
+					args->batch_key, (long long) batch_id),
+			 errdetail("Nothing new was queued; the batch is %s.", batch->state)));
+}
