@@ -613,15 +613,27 @@ record_outcome(RunState *rs)
 	ShardloadCatalogEnd(&session);
 
 	if (worst != NULL)
+	{
+		/* the first line of the message is its primary text */
+		char	   *primary = pstrdup(worst->message);
+		char	   *rest = strchr(primary, '\n');
+
+		if (rest)
+		{
+			*rest++ = '\0';
+			if (strncmp(rest, "DETAIL:  ", 9) == 0)
+				rest += 9;
+		}
 		ereport(WARNING,
-				(errmsg("batch %lld failed at stage %s%s%s",
+				(errmsg("batch %lld failed at stage %s%s%s: %s",
 						(long long) rs->batch->batch_id, worst->stage,
 						worst->shard ? " on server " : "",
-						worst->shard ? quote_identifier(worst->shard) : ""),
-				 errdetail_internal("%s", worst->message),
+						worst->shard ? quote_identifier(worst->shard) : "", primary),
+				 rest ? errdetail_internal("%s", rest) : 0,
 				 errhint("The failure is %s (%s); the batch is now %s, next action %s.",
 						 decision.failure_type_name, decision.reason, decision.state,
 						 decision.next_action)));
+	}
 }
 
 static ShardloadFailure *

@@ -13,6 +13,7 @@
 #include "commands/copy.h"
 #include "parser/parse_relation.h"
 #include "utils/acl.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "metadata.h"
@@ -27,6 +28,7 @@ static struct
 	bytea	   *chunk;
 	int			offset;
 	bool		done;
+	MemoryContext context;		/* holds chunk: COPY calls us in short-lived contexts */
 }			local_source;
 
 static int	local_copy_source(void *outbuf, int minread, int maxread);
@@ -81,11 +83,13 @@ local_copy_source(void *outbuf, int minread, int maxread)
 		if (local_source.chunk == NULL ||
 			local_source.offset >= (int) VARSIZE_ANY_EXHDR(local_source.chunk))
 		{
-			if (local_source.chunk)
-				pfree(local_source.chunk);
+			MemoryContext old = MemoryContextSwitchTo(local_source.context);
+
+			MemoryContextReset(local_source.context);
 			local_source.chunk = ShardloadPayloadChunk(local_source.batch_id,
 													   local_source.slice_no,
 													   local_source.next_chunk++);
+			MemoryContextSwitchTo(old);
 			local_source.offset = 0;
 			if (local_source.chunk == NULL)
 			{
@@ -120,6 +124,9 @@ ShardloadLoadLocalSlice(int64 batch_id, int slice_no, Oid partition, List *colum
 	memset(&local_source, 0, sizeof(local_source));
 	local_source.batch_id = batch_id;
 	local_source.slice_no = slice_no;
+	local_source.context = AllocSetContextCreate(CurrentMemoryContext,
+												 "pg_shardload local slice",
+												 ALLOCSET_DEFAULT_SIZES);
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, local_copy_source,
@@ -128,8 +135,7 @@ ShardloadLoadLocalSlice(int64 batch_id, int slice_no, Oid partition, List *colum
 	EndCopyFrom(cstate);
 	PopActiveSnapshot();
 
-	if (local_source.chunk)
-		pfree(local_source.chunk);
+	MemoryContextDelete(local_source.context);
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	return rows;

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every pg_shardload test: pg_regress (one server, loopback shards) and
+# TAP (a coordinator and three shard servers).  Run as root on Debian 12:
+# installs what it needs, builds, installs, then runs the tests as the
+# unprivileged "postgres" user (PostgreSQL refuses to run as root) in a copy
+# of the tree, and ends with a pass/fail summary.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=${PG_SHARDLOAD_TEST_DIR:-/tmp/pg_shardload-test}
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+
+"$top/scripts/install-deps.sh" || exit 1
+make -C "$top" -s PG_CFLAGS="${PG_CFLAGS:-}" >/dev/null || { echo "FAIL: build"; exit 1; }
+make -C "$top" -s install >/dev/null || { echo "FAIL: install"; exit 1; }
+
+rm -rf "$work"
+mkdir -p "$work"
+tar -C "$top" --exclude=.git --exclude=tmp_check --exclude=tmp_check_regress \
+	--exclude=results -cf - . | tar -C "$work" -xf -
+chown -R postgres:postgres "$work"
+
+as_postgres() { runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" "$@"; }
+
+regress=PASS
+tap=PASS
+as_postgres make -C "$work" -s installcheck TAP_TESTS= ${REGRESS:+REGRESS="$REGRESS"} || regress=FAIL
+if [ "$regress" = FAIL ] && [ -f "$work/regression.diffs" ]; then
+	echo "---- regression.diffs ----"
+	head -300 "$work/regression.diffs"
+fi
+if [ -z "${SKIP_TAP:-}" ]; then
+	as_postgres make -C "$work" -s installcheck REGRESS= ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} || tap=FAIL
+	if [ "$tap" = FAIL ]; then
+		for f in "$work"/tmp_check/log/regress_log_*; do
+			[ -f "$f" ] || continue
+			echo "---- $(basename "$f") (last 80 lines) ----"
+			tail -80 "$f"
+		done
+	fi
+else
+	tap=SKIPPED
+fi
+
+echo
+echo "==== pg_shardload test summary ===="
+echo "pg_regress: $regress"
+echo "TAP:        $tap"
+if [ "$regress" = PASS ] && [ "$tap" != FAIL ]; then
+	echo "ALL TESTS PASSED"
+	exit 0
+fi
+echo "TESTS FAILED"
+exit 1
