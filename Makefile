@@ -9,8 +9,10 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf \
                --temp-instance=$(CURDIR)/tmp_check_regress
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
-PROVE_FLAGS  = -I test/perl
 EXTRA_CLEAN  = tmp_check_regress
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after the include: Makefile.global resets PROVE_FLAGS
+PROVE_FLAGS  = -I test/perl

@@ -23,7 +23,11 @@ as_postgres() { runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" "$@"; }
 
 regress=PASS
 tap=PASS
-as_postgres make -C "$work" -s installcheck TAP_TESTS= ${REGRESS:+REGRESS="$REGRESS"} || regress=FAIL
+if [ -z "${SKIP_REGRESS:-}" ]; then
+	as_postgres make -C "$work" -s installcheck TAP_TESTS= ${REGRESS:+REGRESS="$REGRESS"} || regress=FAIL
+else
+	regress=SKIPPED
+fi
 if [ "$regress" = FAIL ] && [ -f "$work/regression.diffs" ]; then
 	echo "---- regression.diffs ----"
 	head -300 "$work/regression.diffs"
@@ -45,7 +49,7 @@ echo
 echo "==== pg_shardload test summary ===="
 echo "pg_regress: $regress"
 echo "TAP:        $tap"
-if [ "$regress" = PASS ] && [ "$tap" != FAIL ]; then
+if [ "$regress" != FAIL ] && [ "$tap" != FAIL ]; then
 	echo "ALL TESTS PASSED"
 	exit 0
 fi

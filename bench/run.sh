@@ -1,0 +1,597 @@
+#!/usr/bin/env bash
+#
+# bench/run.sh -- pg_shardload throughput and memory benchmark.
+#
+# Starts a coordinator and three shards (four throwaway PostgreSQL 15
+# instances under $BENCH_DIR, ports 5601-5604), loads the same rows several
+# ways, and prints rows/s, the ratio to "the limit" (a direct parallel COPY
+# into the three shards) and PASS/MISS against the targets of the issue.
+# A MISS is informational: the script only exits non-zero if it cannot run.
+#
+# Run as root (server processes and psql run as the "postgres" OS user), or
+# as postgres itself.  pg_shardload must be installed (make install).
+# See bench/README.md for what is measured and how.
+#
+# Environment (all optional):
+#   BENCH_DIR     throwaway directory, removed at start  (/tmp/pg_shardload_bench)
+#   PG_BIN        PostgreSQL binaries                    (/usr/lib/postgresql/15/bin)
+#   BENCH_PORT    first port; the shards use the next 3  (5601)
+#   ROWS          rows of the main data set              (1000000)
+#   SLOW_ROWS     rows for the slow row-by-row fdw paths (100000)
+#   MEM_SMALL     rows of the small memory run           (100000)
+#   MEM_LARGE     rows of the large memory run           (5000000)
+#   REPEAT        runs of each fast phase; best is kept  (3)
+#   PHASES        which phases to run                    (limit run e2e fdw mem)
+#   BENCH_KEEP    1: leave the servers' data dirs behind (0)
+#   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
+
+set -euo pipefail
+
+BENCH_DIR=${BENCH_DIR:-/tmp/pg_shardload_bench}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+BENCH_PORT=${BENCH_PORT:-5601}
+ROWS=${ROWS:-1000000}
+SLOW_ROWS=${SLOW_ROWS:-100000}
+MEM_SMALL=${MEM_SMALL:-100000}
+MEM_LARGE=${MEM_LARGE:-5000000}
+REPEAT=${REPEAT:-3}
+PHASES=${PHASES:-limit run e2e fdw mem}
+BENCH_KEEP=${BENCH_KEEP:-0}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_OUT=${BENCH_OUT:-$SCRIPT_DIR/out}
+
+# Targets from the issue.
+TARGET_LOAD=0.8        # load phase / limit
+TARGET_E2E=0.5         # end to end / limit
+TARGET_FDW=3           # end to end / fastest path through the foreign partitions
+TARGET_MEM_MB=64       # peak(MEM_LARGE) - peak(MEM_SMALL)
+
+NSHARDS=3
+COORD_PORT=$BENCH_PORT
+DATA=$BENCH_DIR/data
+LOGDIR=$BENCH_DIR/log
+FILES=$BENCH_DIR/files
+RESULTS=$BENCH_DIR/results.txt
+BENCH_LOG=$LOGDIR/bench.log
+SERVERS=(coord)
+for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
+
+# ---------------------------------------------------------------- helpers
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$BENCH_LOG" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as the postgres OS user.
+as_pg() {
+	if [[ $EUID -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+port_of() {
+	case $1 in
+		coord) echo "$COORD_PORT" ;;
+		shard*) echo $((COORD_PORT + ${1#shard})) ;;
+	esac
+}
+
+# psql against one server: unaligned, tuples only, stop on error.
+# Output goes to stdout; everything psql says on stderr also lands in the log.
+pg() {
+	local server=$1
+	shift
+	as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BENCH_DIR" \
+		-p "$(port_of "$server")" -d postgres "$@" 2> >(tee -a "$BENCH_LOG" >&2)
+}
+
+now() { date +%s.%N; }
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+secs_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+record() { echo "$1 $2" >>"$RESULTS"; }
+# The last value recorded under key, or empty.
+get() { awk -v k="$1" '$1 == k { v = substr($0, length(k) + 2) } END { print v }' "$RESULTS"; }
+
+# Keep the faster of several runs of a phase: key.secs is the best time.
+record_time() {
+	local key=$1 rows=$2 secs=$3 old
+	old=$(get "$key.secs")
+	if [[ -z $old ]] || awk -v a="$secs" -v b="$old" 'BEGIN { exit !(a < b) }'; then
+		record "$key.secs" "$secs"
+		record "$key.rows" "$rows"
+	fi
+	log "  $key: $rows rows in ${secs}s ($(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }') rows/s)"
+}
+
+checkpoint_all() {
+	local s
+	for s in "${SERVERS[@]}"; do pg "$s" -c 'CHECKPOINT' >/dev/null; done
+}
+
+# Empty the shard tables and ledgers, and the coordinator's batch catalog
+# (the payload of earlier runs), so every run starts from the same state.
+reset_all() {
+	local n
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg "shard$n" -c "TRUNCATE sales_region_$n" \
+			-c "DO \$\$ BEGIN IF to_regclass('shardload_ledger.slices') IS NOT NULL THEN
+			        TRUNCATE shardload_ledger.slices; END IF; END \$\$" >/dev/null
+	done
+	pg coord -c 'TRUNCATE shardload.batch CASCADE' >/dev/null 2>&1
+	checkpoint_all
+}
+
+# Check that shard n holds exactly the expected rows: "$1" is a space
+# separated list of expected counts for shards 1..N.
+verify_shards() {
+	local expected n got
+	read -r -a expected <<<"$1"
+	for ((n = 1; n <= NSHARDS; n++)); do
+		got=$(pg "shard$n" -c "SELECT count(*) FROM sales_region_$n")
+		if [[ $got != "${expected[n - 1]}" ]]; then
+			log "  VERIFY FAILED: shard$n holds $got rows, expected ${expected[n - 1]}"
+			return 1
+		fi
+	done
+}
+
+# Expected rows per region of staging_sales among sale_id <= limit.
+expected_counts() {
+	pg coord -c "SELECT string_agg(coalesce(c, 0)::text, ' ' ORDER BY r)
+	             FROM generate_series(1, $NSHARDS) r
+	             LEFT JOIN (SELECT region_id, count(*) c FROM staging_sales
+	                        WHERE sale_id <= $1 GROUP BY region_id) s ON s.region_id = r"
+}
+
+# Check a batch succeeded with every row loaded; print its details if not.
+verify_batch() {
+	local bid=$1 rows=$2 st
+	st=$(pg coord -c "SELECT state || ' ' || rows_total || ' ' || rows_loaded
+	                  FROM shardload.batches WHERE batch_id = $bid")
+	if [[ $st != "succeeded $rows $rows" ]]; then
+		log "  VERIFY FAILED: batch $bid is '$st' (want 'succeeded $rows $rows')"
+		pg coord -c "SELECT * FROM shardload.attempts WHERE batch_id = $bid" \
+			-c "SELECT * FROM shardload.slices WHERE batch_id = $bid" | tee -a "$BENCH_LOG" >&2 || true
+		return 1
+	fi
+}
+
+# Run a phase in a subshell with errexit on; a failing phase is recorded
+# and reported, and the benchmark goes on with the next one.
+phase() {
+	local name=$1 rc
+	shift
+	log "phase: $name"
+	set +e
+	(
+		set -e
+		"$@"
+	)
+	rc=$?
+	set -e
+	if [[ $rc -ne 0 ]]; then
+		log "  phase $name FAILED (exit $rc); see $BENCH_LOG and $LOGDIR/*.log"
+		record "failed.$name" 1
+	fi
+}
+
+# ---------------------------------------------------------------- servers
+
+stop_servers() {
+	local s
+	for s in "${SERVERS[@]}"; do
+		if [[ -f $DATA/$s/postmaster.pid ]]; then
+			as_pg "$PG_BIN/pg_ctl" -D "$DATA/$s" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+				as_pg "$PG_BIN/pg_ctl" -D "$DATA/$s" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
+	done
+}
+
+SAMPLER_PID=
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
+	if [[ -d $DATA ]]; then
+		stop_servers
+		if mkdir -p "$BENCH_OUT" 2>/dev/null; then
+			cp -f "$LOGDIR"/* "$RESULTS"* "$BENCH_OUT"/ 2>/dev/null || true
+		fi
+		if [[ $BENCH_KEEP != 1 ]]; then rm -rf "$DATA" "$FILES"; fi
+	fi
+	exit "$rc"
+}
+
+setup_servers() {
+	local s port conf
+	# leftovers of an earlier run
+	stop_servers
+	rm -rf "$BENCH_DIR"
+	mkdir -p "$DATA" "$LOGDIR" "$FILES"
+	: >"$RESULTS"
+	: >"$BENCH_LOG"
+	if [[ $EUID -eq 0 ]]; then chown -R postgres: "$BENCH_DIR"; fi
+	chmod 755 "$BENCH_DIR"
+
+	for s in "${SERVERS[@]}"; do
+		port=$(port_of "$s")
+		if as_pg "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+			die "port $port is already in use"
+		fi
+		as_pg "$PG_BIN/initdb" -D "$DATA/$s" -U postgres -A trust -E UTF8 \
+			--locale=C --no-sync >>"$LOGDIR/initdb.log" 2>&1 ||
+			die "initdb of $s failed, see $LOGDIR/initdb.log"
+		conf=$DATA/$s/postgresql.conf
+		{
+			echo "# pg_shardload bench"
+			echo "port = $port"
+			echo "listen_addresses = '127.0.0.1'"
+			echo "unix_socket_directories = '$BENCH_DIR'"
+			echo "shared_buffers = 256MB"
+			echo "max_wal_size = 4GB"
+			if [[ $s == coord ]]; then echo "shared_preload_libraries = 'pg_shardload'"; fi
+		} >>"$conf"
+	done
+	for s in "${SERVERS[@]}"; do
+		as_pg "$PG_BIN/pg_ctl" -D "$DATA/$s" -l "$LOGDIR/$s.log" -w -t 60 start >/dev/null ||
+			die "could not start $s, see $LOGDIR/$s.log"
+	done
+}
+
+setup_schema() {
+	local n
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg "shard$n" -c "CREATE TABLE sales_region_$n (
+			sale_id bigint PRIMARY KEY,
+			region_id int NOT NULL,
+			sale_amount numeric(10,2),
+			sale_date date NOT NULL,
+			note text)"
+	done
+	pg coord -c 'CREATE EXTENSION pg_shardload CASCADE' -c "
+		CREATE TABLE sales (
+			sale_id bigint,
+			region_id int NOT NULL,
+			sale_amount numeric(10,2),
+			sale_date date NOT NULL,
+			note text) PARTITION BY LIST (region_id)"
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg coord -c "CREATE SERVER shard$n FOREIGN DATA WRAPPER postgres_fdw
+		                 OPTIONS (host '$BENCH_DIR', port '$(port_of "shard$n")', dbname 'postgres')" \
+			-c "CREATE USER MAPPING FOR postgres SERVER shard$n OPTIONS (user 'postgres')" \
+			-c "CREATE FOREIGN TABLE sales_region_$n PARTITION OF sales FOR VALUES IN ($n)
+			        SERVER shard$n OPTIONS (schema_name 'public', table_name 'sales_region_$n')"
+	done
+}
+
+# The source rows: sale_id 1..N, regions 1..3 round robin, a 78-character
+# note; a row is about 100 bytes as COPY text.
+SOURCE_SQL="SELECT i::bigint AS sale_id, (i % $NSHARDS + 1)::int AS region_id,
+        ((i::bigint * 7919) % 1000000 / 100.0)::numeric(10,2) AS sale_amount,
+        (date '2024-01-01' + (i % 365)::int) AS sale_date,
+        md5(i::text) || left(md5((-i)::text), 46) AS note"
+
+setup_data() {
+	local n
+	pg coord -c "CREATE TABLE staging_sales AS $SOURCE_SQL FROM generate_series(1, $ROWS) i" \
+		-c 'ALTER TABLE staging_sales ADD PRIMARY KEY (sale_id)' \
+		-c 'VACUUM ANALYZE staging_sales'
+	# per-region COPY text files for the limit, all rows for the parent COPY
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg coord -c "COPY (SELECT * FROM staging_sales WHERE region_id = $n ORDER BY sale_id)
+		             TO '$FILES/region_$n.copy'"
+	done
+	pg coord -c "COPY (SELECT * FROM staging_sales WHERE sale_id <= $SLOW_ROWS ORDER BY sale_id)
+	             TO '$FILES/slow.copy'"
+	record avg_row_bytes "$(cat "$FILES"/region_*.copy | wc -c | awk -v r="$ROWS" '{ printf "%.1f", $1 / r }')"
+	log "  $ROWS rows, $(get avg_row_bytes) bytes per row as COPY text," \
+		"staging table $(pg coord -c "SELECT pg_size_pretty(pg_table_size('staging_sales'))")"
+}
+
+# ---------------------------------------------------------------- phases
+
+# 3. The limit: COPY FROM STDIN into each shard directly, all at once.
+phase_limit() {
+	local n t0 t1 pids=() p
+	reset_all
+	t0=$(now)
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg "shard$n" -c "COPY sales_region_$n FROM STDIN" <"$FILES/region_$n.copy" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	t1=$(now)
+	verify_shards "$EXPECT_ALL"
+	record_time limit "$ROWS" "$(secs_between "$t0" "$t1")"
+}
+
+# 1. pg_shardload's load phase: submit, checkpoint, then time CALL run.
+phase_shardload_run() {
+	local key=$1 bid t0 t1 t2
+	reset_all
+	t0=$(now)
+	bid=$(pg coord -c "SELECT shardload.submit('sales', '$key', \$\$SELECT * FROM staging_sales\$\$)")
+	t1=$(now)
+	record_time submit "$ROWS" "$(secs_between "$t0" "$t1")"
+	checkpoint_all
+	t1=$(now)
+	pg coord -c "CALL shardload.run($bid)"
+	t2=$(now)
+	verify_batch "$bid" "$ROWS"
+	verify_shards "$EXPECT_ALL"
+	record payload_bytes "$(pg coord -c "SELECT payload_bytes FROM shardload.batches WHERE batch_id = $bid")"
+	record_time run "$ROWS" "$(secs_between "$t1" "$t2")"
+}
+
+# 2. End to end: CALL shardload.load (submit, commit, run) in one call.
+phase_shardload_e2e() {
+	local key=$1 bid t0 t1
+	reset_all
+	t0=$(now)
+	bid=$(pg coord -c "CALL shardload.load('sales', '$key', \$\$SELECT * FROM staging_sales\$\$)")
+	t1=$(now)
+	verify_batch "$bid" "$ROWS"
+	verify_shards "$EXPECT_ALL"
+	record_time e2e "$ROWS" "$(secs_between "$t0" "$t1")"
+}
+
+# 4. INSERT ... SELECT through the foreign partitions.
+phase_fdw_insert() {
+	local key=$1 rows=$2 expect=$3 t0 t1
+	reset_all
+	t0=$(now)
+	pg coord -c "INSERT INTO sales SELECT * FROM staging_sales WHERE sale_id <= $rows"
+	t1=$(now)
+	verify_shards "$expect"
+	record_time "$key" "$rows" "$(secs_between "$t0" "$t1")"
+}
+
+# 5. COPY into the partitioned parent (row by row through postgres_fdw).
+phase_fdw_copy() {
+	local t0 t1
+	reset_all
+	t0=$(now)
+	pg coord -c 'COPY sales FROM STDIN' <"$FILES/slow.copy"
+	t1=$(now)
+	verify_shards "$EXPECT_SLOW"
+	record_time fdw_copy "$SLOW_ROWS" "$(secs_between "$t0" "$t1")"
+}
+
+set_batch_size() {
+	local n
+	for ((n = 1; n <= NSHARDS; n++)); do
+		if [[ $1 == default ]]; then
+			pg coord -c "ALTER SERVER shard$n OPTIONS (DROP batch_size)"
+		else
+			pg coord -c "ALTER SERVER shard$n OPTIONS (ADD batch_size '$1')"
+		fi
+	done
+}
+
+# Peak memory of the coordinator backend doing submit + run of rows rows.
+# VmHWM (kernel's peak RSS, includes shared buffers touched) and RssShmem
+# are read by the backend itself at the end; a sampler polls the private
+# (anonymous) RSS every 20 ms while it works.
+phase_memory() {
+	local tag=$1 rows=$2 app="shardload_bench_mem_$1" pid="" i t0 t1 out
+	reset_all
+	out=$LOGDIR/mem_$tag.out
+	PGAPPNAME=$app pg coord -v ON_ERROR_STOP=1 >"$out" <<-EOF &
+		SELECT pg_sleep(1);
+		SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+		SELECT shardload.submit('sales', 'mem-$tag', \$\$$SOURCE_SQL FROM generate_series(1, $rows) i\$\$) AS bid \gset
+		SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
+		CALL shardload.run(:bid);
+		SELECT 'secs', round(extract(epoch FROM clock_timestamp()) - :t0, 3);
+		SELECT 'submit_secs', round(:t1 - :t0, 3);
+		SELECT 'run_secs', round(extract(epoch FROM clock_timestamp()) - :t1, 3);
+		SELECT 'batch', state || ' ' || rows_total || ' ' || rows_loaded FROM shardload.batches WHERE batch_id = :bid;
+		SELECT 'bid', :bid;
+		SELECT m[1], m[2] FROM regexp_matches(pg_read_file('/proc/self/status'),
+		                                      '(VmHWM|VmRSS|RssAnon|RssFile|RssShmem):\s+(\d+) kB', 'g') m;
+	EOF
+	local psql_pid=$!
+	for ((i = 0; i < 100; i++)); do
+		pid=$(pg coord -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$app'")
+		[[ -n $pid ]] && break
+		sleep 0.05
+	done
+	[[ -n $pid ]] || { log "  could not find the backend of $app"; wait "$psql_pid" || true; return 1; }
+	sample_anon "$pid" >"$LOGDIR/mem_$tag.sampled" &
+	SAMPLER_PID=$!
+	wait "$psql_pid"
+	wait "$SAMPLER_PID" || true
+	SAMPLER_PID=
+	local k v
+	while IFS='|' read -r k v; do
+		case $k in
+			VmHWM | VmRSS | RssAnon | RssFile | RssShmem) record "mem_$tag.$k" "$v" ;;
+			secs | submit_secs | run_secs) record "mem_$tag.$k" "$v" ;;
+			batch) [[ $v == "succeeded $rows $rows" ]] || { log "  VERIFY FAILED: batch is '$v'"; return 1; } ;;
+		esac
+	done <"$out"
+	read -r k v <"$LOGDIR/mem_$tag.sampled"
+	record "mem_$tag.peak_anon" "$k"
+	record "mem_$tag.peak_rss_sampled" "$v"
+	record "mem_$tag.rows" "$rows"
+	log "  $tag: $rows rows in $(get "mem_$tag.secs")s (submit $(get "mem_$tag.submit_secs")s, run $(get "mem_$tag.run_secs")s); VmHWM $(get "mem_$tag.VmHWM") kB," \
+		"RssShmem $(get "mem_$tag.RssShmem") kB, RssFile $(get "mem_$tag.RssFile") kB at end," \
+		"sampled peaks: RssAnon $(get "mem_$tag.peak_anon") kB, VmRSS $(get "mem_$tag.peak_rss_sampled") kB"
+}
+
+# Largest RssAnon and VmRSS (kB) of process $1 until it exits, as
+# "anon rss"; no forks in the loop.
+sample_anon() {
+	local pid=$1 max_anon=0 max_rss=0 k v _
+	while [[ -r /proc/$pid/status ]]; do
+		while read -r k v _; do
+			case $k in
+				VmRSS:) ((v > max_rss)) && max_rss=$v ;;
+				RssAnon:)
+					((v > max_anon)) && max_anon=$v
+					break
+					;;
+			esac
+		done <"/proc/$pid/status" 2>/dev/null || break
+		sleep 0.02
+	done
+	echo "$max_anon $max_rss"
+}
+
+# ---------------------------------------------------------------- report
+
+rate() { awk -v r="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
+verdict() { awk -v a="$1" -v t="$2" -v op="$3" 'BEGIN {
+	if (a == "" || a == "-") { print "n/a"; exit }
+	ok = (op == "ge") ? (a + 0 >= t + 0) : (a + 0 <= t + 0)
+	print ok ? "PASS" : "MISS" }'; }
+
+report() {
+	local lim_rate key label rows secs r fastest_key="" fastest=0
+	lim_rate=$(rate "$(get limit.rows)" "$(get limit.secs)")
+	{
+		echo
+		echo "pg_shardload benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
+		echo "rows of ~$(get avg_row_bytes) bytes (COPY text), 3 regions, 1 coordinator + $NSHARDS shards on this host;"
+		echo "all servers: shared_buffers=256MB, max_wal_size=4GB, other settings default; best of $REPEAT run(s)"
+		echo
+		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
+		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
+		for key in limit run submit e2e split_e2e fdw_insert_bs1 fdw_insert_bs1000 fdw_copy; do
+			case $key in
+				limit) label="3. limit: direct COPY into the 3 shards in parallel" ;;
+				run) label="1. pg_shardload load phase (CALL shardload.run)" ;;
+				submit) label="   pg_shardload submit alone" ;;
+				e2e) label="2. pg_shardload end to end (CALL shardload.load)" ;;
+				split_e2e) label="   pg_shardload submit + run (sum of the above)" ;;
+				fdw_insert_bs1) label="4a. INSERT..SELECT via postgres_fdw, batch_size 1" ;;
+				fdw_insert_bs1000) label="4b. INSERT..SELECT via postgres_fdw, batch_size 1000" ;;
+				fdw_copy) label="5. COPY into the parent via postgres_fdw" ;;
+			esac
+			if [[ $key == split_e2e ]]; then
+				rows=$(get run.rows)
+				secs=$(awk -v a="$(get submit.secs)" -v b="$(get run.secs)" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }')
+			else
+				rows=$(get "$key.rows")
+				secs=$(get "$key.secs")
+			fi
+			if [[ -n $(get "failed.$key") ]]; then
+				printf '%-52s %9s\n' "$label" "FAILED"
+				continue
+			fi
+			if [[ -z $secs ]]; then
+				printf '%-52s %9s\n' "$label" "-"
+				continue
+			fi
+			r=$(rate "$rows" "$secs")
+			printf '%-52s %9s %9s %10s %9s\n' "$label" "$rows" "$secs" "$r" "$(ratio "$r" "$lim_rate")"
+			case $key in fdw_*)
+				if ((r > fastest)); then fastest=$r fastest_key=$key; fi ;;
+			esac
+		done
+
+		local run_rate e2e_rate a b
+		run_rate=$(rate "$(get run.rows)" "$(get run.secs)")
+		e2e_rate=$(rate "$(get e2e.rows)" "$(get e2e.secs)")
+		echo
+		echo "peak memory of the coordinator backend, submit + run (kB)"
+		printf '%-40s %12s %12s %12s\n' "" "$MEM_SMALL rows" "$MEM_LARGE rows" difference
+		for key in VmHWM peak_rss_sampled RssShmem RssFile peak_anon secs submit_secs run_secs; do
+			case $key in
+				VmHWM) label="VmHWM (kernel's peak RSS, all kinds)" ;;
+				peak_rss_sampled) label="  peak VmRSS seen by the 20ms sampler" ;;
+				RssShmem) label="  RssShmem at the end (shared buffers)" ;;
+				RssFile) label="  RssFile at the end (libraries, LLVM JIT)" ;;
+				peak_anon) label="  peak RssAnon (private heap, sampled)" ;;
+				secs) label="seconds, submit + run" ;;
+				submit_secs) label="  seconds, submit" ;;
+				run_secs) label="  seconds, run" ;;
+			esac
+			a=$(get "mem_small.$key")
+			b=$(get "mem_large.$key")
+			if [[ $key == *secs ]]; then
+				printf '%-40s %12.2f %12.2f\n' "$label" "${a:-0}" "${b:-0}"
+				continue
+			fi
+			printf '%-40s %12s %12s %12s\n' "$label" "${a:--}" "${b:--}" \
+				"$(awk -v a="$a" -v b="$b" 'BEGIN { if (a != "" && b != "") printf "%.0f", b - a; else print "-" }')"
+		done
+		local hwm_diff anon_diff
+		hwm_diff=$(awk -v a="$(get mem_small.VmHWM)" -v b="$(get mem_large.VmHWM)" \
+			'BEGIN { if (a != "" && b != "") printf "%.1f", (b - a) / 1024; else print "-" }')
+		anon_diff=$(awk -v a="$(get mem_small.peak_anon)" -v b="$(get mem_large.peak_anon)" \
+			'BEGIN { if (a != "" && b != "") printf "%.1f", (b - a) / 1024; else print "-" }')
+
+		echo
+		echo "targets (informational)"
+		a=$(ratio "$run_rate" "$lim_rate")
+		printf '%-64s %8s  %s\n' "load phase >= $TARGET_LOAD x limit" "$a" "$(verdict "$a" "$TARGET_LOAD" ge)"
+		a=$(ratio "$e2e_rate" "$lim_rate")
+		printf '%-64s %8s  %s\n' "end to end >= $TARGET_E2E x limit" "$a" "$(verdict "$a" "$TARGET_E2E" ge)"
+		a=$(ratio "$e2e_rate" "$fastest")
+		printf '%-64s %8s  %s\n' "end to end >= $TARGET_FDW x fastest fdw path (${fastest_key:-none})" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
+		a=$(ratio "$run_rate" "$fastest")
+		printf '%-64s %8s  %s\n' "(load phase >= $TARGET_FDW x fastest fdw path)" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
+		printf '%-64s %8s  %s\n' "peak memory $MEM_LARGE rows - $MEM_SMALL rows <= $TARGET_MEM_MB MB (VmHWM)" "$hwm_diff" "$(verdict "$hwm_diff" "$TARGET_MEM_MB" le)"
+		printf '%-64s %8s  %s\n' "peak memory $MEM_LARGE rows - $MEM_SMALL rows <= $TARGET_MEM_MB MB (private RssAnon)" "$anon_diff" "$(verdict "$anon_diff" "$TARGET_MEM_MB" le)"
+		if grep -q '^failed\.' "$RESULTS"; then
+			echo
+			echo "FAILED phases: $(grep '^failed\.' "$RESULTS" | sed 's/^failed\.//; s/ 1$//' | tr '\n' ' ')"
+		fi
+		echo
+		echo "logs: $BENCH_OUT (bench.log, coord.log, shard*.log)"
+	} | tee -a "$RESULTS.table"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+	[[ $EUID -eq 0 ]] || [[ $(id -un) == postgres ]] || die "run as root (or as postgres)"
+	[[ -x $PG_BIN/postgres ]] || die "no PostgreSQL binaries in $PG_BIN"
+	[[ -f $("$PG_BIN/pg_config" --sharedir)/extension/pg_shardload.control ]] ||
+		die "pg_shardload is not installed (make install)"
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+
+	local started i
+	started=$(now)
+	mkdir -p "$(dirname "$BENCH_DIR")"
+	# log() needs the log dir: set up first, quietly
+	setup_servers
+	log "servers up: coordinator :$COORD_PORT, shards :$((COORD_PORT + 1))-:$((COORD_PORT + NSHARDS)), dir $BENCH_DIR"
+	setup_schema
+	log "generating $ROWS rows"
+	setup_data
+	EXPECT_ALL=$(expected_counts "$ROWS")
+	EXPECT_SLOW=$(expected_counts "$SLOW_ROWS")
+	log "  rows per region: $EXPECT_ALL (slow paths: $EXPECT_SLOW)"
+
+	for ((i = 1; i <= REPEAT; i++)); do
+		want limit && phase limit phase_limit
+		want run && phase run phase_shardload_run "bench-run-$i"
+		want e2e && phase e2e phase_shardload_e2e "bench-e2e-$i"
+	done
+	if want fdw; then
+		# row-by-row paths first, with postgres_fdw's default batch_size (1)
+		phase fdw_insert_bs1 phase_fdw_insert fdw_insert_bs1 "$SLOW_ROWS" "$EXPECT_SLOW"
+		phase fdw_copy phase_fdw_copy
+		set_batch_size 1000
+		for ((i = 1; i <= REPEAT; i++)); do
+			phase fdw_insert_bs1000 phase_fdw_insert fdw_insert_bs1000 "$ROWS" "$EXPECT_ALL"
+		done
+		set_batch_size default
+	fi
+	if want mem; then
+		phase mem_small phase_memory small "$MEM_SMALL"
+		phase mem_large phase_memory large "$MEM_LARGE"
+	fi
+
+	log "done in $(secs_between "$started" "$(now)")s"
+	: >"$RESULTS.table"
+	report
+}
+
+main "$@"

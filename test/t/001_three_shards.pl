@@ -1,0 +1,75 @@
+# A 200,000-row batch lands exactly once on three shards, even when one
+# shard is stopped (immediate) in the middle of the load.
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ShardloadCluster;
+
+my $coord = start_coordinator('coordinator');
+my @shards = start_shards($coord, 3);
+stage_rows($coord, 'staging', 200000, 3);
+my %expected = map { $_ => $coord->safe_psql('postgres',
+		"SELECT count(*) FROM staging WHERE region_id = $_") } 1 .. 3;
+
+my $id = $coord->safe_psql('postgres',
+	"SELECT shardload.submit('sales', 'sales-0001', 'SELECT * FROM staging')");
+is($id, '1', 'batch submitted');
+is($coord->safe_psql('postgres', "SELECT rows_total FROM shardload.batches WHERE batch_id = $id"),
+	'200000', 'all rows captured');
+
+# shard 2 takes a few seconds, so it can be stopped while its COPY runs
+slow_down_shard($shards[1], 2, 500, 0.03);
+my ($h, $out, $err) = start_psql($coord, "CALL shardload.run($id);");
+ok($shards[1]->poll_query_until('postgres',
+		"SELECT coalesce(max(tuples_processed), 0) > 5000 FROM pg_stat_progress_copy"),
+	'shard 2 is half way through its COPY');
+$shards[1]->stop('immediate');
+$h->finish;
+like($$err, qr/batch 1 failed at stage COPY on server shard_2/, 'the run reports the lost shard');
+
+is($coord->safe_psql('postgres', "SELECT state FROM shardload.batches WHERE batch_id = $id"),
+	'retry_wait', 'the batch waits for a retry');
+is($coord->safe_psql('postgres',
+		"SELECT failure_type || ' ' || reason || ' ' || next_action || ' ' || shard "
+		  . "FROM shardload.attempts WHERE batch_id = $id AND attempt = 1"),
+	'TRANSIENT UPSTREAM_UNAVAILABLE RETRY shard_2', 'the attempt is recorded as transient');
+is($coord->safe_psql('postgres',
+		"SELECT string_agg(partition || ':' || state, ',' ORDER BY partition) FROM shardload.slices WHERE batch_id = $id"),
+	'public.sales_region_1:committed,public.sales_region_2:failed,public.sales_region_3:committed',
+	'the other shards committed their slices');
+is(shard_count($shards[0], 1), $expected{1}, 'shard 1 complete');
+is(shard_count($shards[2], 3), $expected{3}, 'shard 3 complete');
+
+$shards[1]->start;
+is(shard_count($shards[1], 2), '0', 'the interrupted COPY left nothing on shard 2');
+$shards[1]->safe_psql('postgres', 'DROP TRIGGER slow_insert ON sales_region_2');
+
+$coord->safe_psql('postgres', "CALL shardload.run($id)");
+is($coord->safe_psql('postgres',
+		"SELECT state || ' ' || attempts || ' ' || rows_loaded FROM shardload.batches WHERE batch_id = $id"),
+	'succeeded 2 200000', 'the second attempt completes the batch');
+for my $i (1 .. 3)
+{
+	is(shard_count($shards[ $i - 1 ], $i), $expected{$i}, "shard $i holds exactly its rows");
+	is(ledger_count($shards[ $i - 1 ]), '1', "shard $i ledger has one slice");
+}
+
+# byte for byte: compare a digest of every row on each shard with staging
+for my $i (1 .. 3)
+{
+	my $digest_sql = "SELECT md5(string_agg(format('%s|%s|%s|%s|%s', sale_id, region_id, "
+	  . "sale_amount, sale_date, coalesce(note, '<null>')), ',' ORDER BY sale_id))";
+	is($shards[ $i - 1 ]->safe_psql('postgres', "$digest_sql FROM sales_region_$i"),
+		$coord->safe_psql('postgres', "$digest_sql FROM staging WHERE region_id = $i"),
+		"shard $i rows are identical to the source");
+}
+
+# submitting and running the same batch again loads nothing
+$coord->safe_psql('postgres',
+	"SELECT shardload.submit('sales', 'sales-0001', 'SELECT * FROM staging')");
+$coord->safe_psql('postgres', "CALL shardload.run($id)");
+is(shard_count($shards[0], 1), $expected{1}, 'resubmit loads nothing twice');
+
+done_testing();
