@@ -23,16 +23,20 @@
 #include "pg_shardload.h"
 
 static void flush_slice(Capture *cap, int slice_no);
+static void reject_row(Capture *cap, int64 line_no, const char *sqlstate,
+					   const char *message);
 
 /*
  * CaptureCreate
  *	  Start capturing rows for batch_id (in the current memory context).
  */
 Capture *
-CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload)
+CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
+			  bool reject_mode)
 {
 	Capture    *cap = palloc0(sizeof(Capture));
 
+	cap->reject_mode = reject_mode;
 	cap->batch_id = batch_id;
 	cap->write_payload = write_payload;
 	cap->router = router;
@@ -44,6 +48,7 @@ CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload)
 	cap->hash = pg_cryptohash_create(PG_SHA256);
 	if (cap->hash == NULL || pg_cryptohash_init(cap->hash) < 0)
 		elog(ERROR, "could not initialize SHA-256 context");
+	cap->context = CurrentMemoryContext;
 	cap->row_context = AllocSetContextCreate(CurrentMemoryContext,
 											 "pg_shardload capture row",
 											 ALLOCSET_DEFAULT_SIZES);
@@ -99,15 +104,19 @@ ShardloadAppendCopyText(StringInfo buf, const char *value)
 /*
  * CaptureAddRow
  *	  Add one row: values are the insertable columns' text forms (NULL for
- *	  SQL NULL), key is the partition key's value.  Flushes a full chunk.
+ *	  SQL NULL); key is the partition key's value if key_known, else it is
+ *	  parsed from its text.  In reject mode a row that cannot be loaded is
+ *	  kept in shardload.reject instead.  Flushes a full chunk.
  */
 void
-CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull)
+CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull,
+			  bool key_known)
 {
 	ShardloadRouter *router = cap->router;
-	int			part = ShardloadRoute(router, key, key_isnull);
-	int			slice_no = part + 1;
-	CaptureSlice *slice = &cap->slices[slice_no];
+	int			slice_no;
+	CaptureSlice *slice;
+	char		sqlstate[6];
+	char	   *message;
 
 	resetStringInfo(&cap->line);
 	for (int i = 0; i < router->ncolumns; i++)
@@ -122,14 +131,35 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 		elog(ERROR, "could not update SHA-256 context");
 	cap->rows++;
 
-	if (slice->rows == 0 && slice_no == 0)
+	if (cap->checker && !RowCheckerCheck(cap->checker, values, sqlstate, &message))
+	{
+		reject_row(cap, line_no, sqlstate, message);
+		return;
+	}
+	if (!key_known && !key_isnull)
+		key = ShardloadRouterParseKey(router, values[router->key_column]);
+	slice_no = ShardloadRoute(router, key, key_isnull) + 1;
+	slice = &cap->slices[slice_no];
+
+	if (slice_no == 0)
 	{
 		const char *keytext = values[router->key_column];
+		char	   *detail = psprintf("(%s) = (%s)",
+									  quote_identifier(router->column_names[router->key_column]),
+									  keytext ? keytext : "null");
 
-		slice->first_line = line_no;
-		slice->first_detail = psprintf("(%s) = (%s)",
-									   quote_identifier(router->column_names[router->key_column]),
-									   keytext ? keytext : "null");
+		if (cap->checker)
+		{
+			reject_row(cap, line_no, "23514",
+					   psprintf("no partition of relation \"%s\" found for row: partition key %s",
+								RelationGetRelationName(router->rel), detail));
+			return;
+		}
+		if (slice->rows == 0)
+		{
+			slice->first_line = line_no;
+			slice->first_detail = MemoryContextStrdup(cap->context, detail);
+		}
 	}
 	slice->rows++;
 	slice->bytes += cap->line.len;
@@ -138,6 +168,23 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 	appendBinaryStringInfo(&slice->buf, cap->line.data, cap->line.len);
 	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
 		flush_slice(cap, slice_no);
+}
+
+/*
+ * reject_row
+ *	  Keep the current row in shardload.reject with its reason: the input
+ *	  line as given when the source has lines, else its COPY text.
+ */
+static void
+reject_row(Capture *cap, int64 line_no, const char *sqlstate, const char *message)
+{
+	cap->rejected++;
+	if (!cap->write_payload)
+		return;
+	if (cap->raw_line == NULL)
+		cap->line.data[--cap->line.len] = '\0';	/* drop the newline */
+	ShardloadRecordReject(cap->batch_id, line_no, sqlstate, message,
+						  cap->raw_line ? cap->raw_line : cap->line.data);
 }
 
 /*

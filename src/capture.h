@@ -11,6 +11,7 @@
 #include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 
+#include "reject.h"
 #include "routing.h"
 
 /* Rows bound for one slice, buffered until a chunk is full. */
@@ -35,12 +36,18 @@ typedef struct Capture
 	pg_cryptohash_ctx *hash;
 	StringInfoData line;
 	int64		rows;
-	MemoryContext row_context;
+	MemoryContext context;		/* where the capture lives */
+	MemoryContext row_context;	/* reset after every row */
+	bool		reject_mode;	/* on_error reject: check rows, keep bad ones */
+	RowChecker *checker;		/* made by the source, which knows its types */
+	const char *raw_line;		/* the input line as given, if known */
+	int64		rejected;
 } Capture;
 
-extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload);
+extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
+							  bool reject_mode);
 extern void CaptureAddRow(Capture *cap, int64 line_no, char **values,
-						  Datum key, bool key_isnull);
+						  Datum key, bool key_isnull, bool key_known);
 extern char *CaptureFinish(Capture *cap);
 extern void CaptureRecordSlices(Capture *cap);
 extern void ShardloadAppendCopyText(StringInfo buf, const char *value);

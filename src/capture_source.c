@@ -124,6 +124,14 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	}
 	receiver->key_needs_parse =
 		TupleDescAttr(typeinfo, router->key_column)->atttypid != router->key_type;
+	if (receiver->cap->reject_mode)
+	{
+		Oid		   *types = palloc(sizeof(Oid) * typeinfo->natts);
+
+		for (int i = 0; i < typeinfo->natts; i++)
+			types[i] = TupleDescAttr(typeinfo, i)->atttypid;
+		receiver->cap->checker = RowCheckerCreate(router, types);
+	}
 	receiver->values = palloc(sizeof(char *) * typeinfo->natts);
 }
 
@@ -144,10 +152,8 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	key_isnull = slot->tts_isnull[key_column];
 	key = slot->tts_values[key_column];
-	if (!key_isnull && receiver->key_needs_parse)
-		key = ShardloadRouterParseKey(cap->router, receiver->values[key_column]);
-
-	CaptureAddRow(cap, cap->rows + 1, receiver->values, key, key_isnull);
+	CaptureAddRow(cap, cap->rows + 1, receiver->values, key, key_isnull,
+				  !receiver->key_needs_parse);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(cap->row_context);
 	return true;
@@ -217,10 +223,12 @@ CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
+	if (cap->reject_mode)
+		cap->checker = RowCheckerCreate(router, NULL);
 	for (;;)
 	{
 		MemoryContext old;
-		Datum		key = (Datum) 0;
+		Datum		key = (Datum) 0;	/* parsed from its text */
 		bool		key_isnull;
 		int64		line_no;
 
@@ -239,9 +247,8 @@ CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							(long long) line_no, nfields,
 							RelationGetRelationName(router->rel), router->ncolumns)));
 		key_isnull = fields[router->key_column] == NULL;
-		if (!key_isnull)
-			key = ShardloadRouterParseKey(router, fields[router->key_column]);
-		CaptureAddRow(cap, line_no, fields, key, key_isnull);
+		cap->raw_line = pchomp(cstate->line_buf.data);
+		CaptureAddRow(cap, line_no, fields, key, key_isnull, false);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(cap->row_context);
 	}

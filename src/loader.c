@@ -286,6 +286,16 @@ load_slices(RunState *rs)
 		table_close(target, AccessShareLock);
 		return;
 	}
+	if (batch->rows_rejected > batch->reject_limit)
+	{
+		rs->failure = make_failure("ROUTE", NULL, "22000",
+								   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld\n"
+											"DETAIL:  No slice was sent. The rows and their reasons are in shardload.rejects.",
+											(long long) batch->rows_rejected,
+											(long long) batch->reject_limit));
+		table_close(target, AccessShareLock);
+		return;
+	}
 	if (rs->nslices > 0 && rs->slices[0].slice_no == 0)
 	{
 		RunSlice   *bad = &rs->slices[0];

@@ -36,6 +36,7 @@ typedef struct ShardloadBatch
 	int			attempts;
 	int			series_start;
 	int64		rows_total;
+	int64		rows_rejected;
 	bool		payload_purged;
 } ShardloadBatch;
 

@@ -54,7 +54,8 @@ ShardloadSubmit(ShardloadSubmitArgs *args)
 	router = ShardloadRouterCreate(rel);
 
 	batch_id = claim_batch_key(args, rel, &is_new);
-	cap = CaptureCreate(router, batch_id, is_new);
+	cap = CaptureCreate(router, batch_id, is_new,
+						strcmp(args->on_error, "reject") == 0);
 	capture_rows(cap, args);
 	hash = CaptureFinish(cap);
 
@@ -201,8 +202,8 @@ static void
 finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[5] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID};
-	Datum		values[5];
+	Oid			argtypes[6] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID};
+	Datum		values[6];
 	int64		bytes = 0;
 
 	for (int i = 0; i < cap->nslices; i++)
@@ -214,14 +215,23 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 	values[2] = Int64GetDatum(cap->rows);
 	values[3] = Int64GetDatum(bytes);
 	values[4] = ObjectIdGetDatum(args->target);
+	values[5] = Int64GetDatum(cap->rejected);
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
-					 " payload_bytes = $4 WHERE batch_id = $1",
-					 4, argtypes, values, NULL);
+					 " payload_bytes = $4, rows_rejected = $6 WHERE batch_id = $1",
+					 6, argtypes, values, NULL);
 	ShardloadSpiExec("SELECT batch_id, batch_key FROM shardload.batch"
 					 " WHERE target = $5 AND content_hash = $2 AND batch_id <> $1"
 					 " ORDER BY batch_id LIMIT 1",
 					 5, argtypes, values, NULL);
+	if (cap->rejected > 0)
+		ereport(NOTICE,
+				(errmsg("%lld of %lld rows of batch %lld were rejected",
+						(long long) cap->rejected, (long long) cap->rows,
+						(long long) cap->batch_id),
+				 errdetail("The batch may reject at most %lld rows.", (long long) args->reject_limit),
+				 errhint("See SELECT * FROM shardload.rejects WHERE batch_id = %lld.",
+						 (long long) cap->batch_id)));
 	if (SPI_processed == 1 && cap->rows > 0)
 	{
 		int64		twin = ShardloadSpiInt64(0, 1, NULL);
