@@ -16,3 +16,6 @@ include $(PGXS)
 
 # after the include: Makefile.global resets PROVE_FLAGS
 PROVE_FLAGS  = -I test/perl
+
+# every object depends on every header: the headers are few and small
+$(OBJS): $(wildcard src/*.h)

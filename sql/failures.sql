@@ -1,5 +1,7 @@
 -- ==== failure classes, retry schedule, quarantine, dead letters ====
 CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
+-- batch ids of this file start at 400, whatever ran before
+SELECT setval('shardload.batch_batch_id_seq', 400, false);
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_fail_a;

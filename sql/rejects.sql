@@ -1,5 +1,7 @@
 -- ==== on_error => 'reject': bad rows kept with their reason, good rows loaded ====
 CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
+-- batch ids of this file start at 500, whatever ran before
+SELECT setval('shardload.batch_batch_id_seq', 500, false);
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_rej_a;

@@ -1,5 +1,7 @@
 -- ==== rights: own credentials, own batches, private payloads ====
 CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
+-- batch ids of this file start at 300, whatever ran before
+SELECT setval('shardload.batch_batch_id_seq', 300, false);
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_rights_a;

@@ -1,5 +1,7 @@
 -- ==== submitting batches: capture, idempotency, key reuse ====
 CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
+-- batch ids of this file start at 1, whatever ran before
+SELECT setval('shardload.batch_batch_id_seq', 1, false);
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_sub_a;
