@@ -21,7 +21,7 @@
 #   MEM_SMALL     rows of the small memory run           (100000)
 #   MEM_LARGE     rows of the large memory run           (5000000)
 #   REPEAT        runs of each fast phase; best is kept  (3)
-#   PHASES        which phases to run                    (limit run e2e fdw mem)
+#   PHASES        which phases to run                    (limit run e2e rej fdw mem)
 #   BENCH_KEEP    1: leave the servers' data dirs behind (0)
 #   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
 
@@ -35,7 +35,7 @@ SLOW_ROWS=${SLOW_ROWS:-100000}
 MEM_SMALL=${MEM_SMALL:-100000}
 MEM_LARGE=${MEM_LARGE:-5000000}
 REPEAT=${REPEAT:-3}
-PHASES=${PHASES:-limit run e2e fdw mem}
+PHASES=${PHASES:-limit run e2e rej fdw mem}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_OUT=${BENCH_OUT:-$SCRIPT_DIR/out}
@@ -45,6 +45,10 @@ TARGET_LOAD=0.8        # load phase / limit
 TARGET_E2E=0.5         # end to end / limit
 TARGET_FDW=3           # end to end / fastest path through the foreign partitions
 TARGET_MEM_MB=64       # peak(MEM_LARGE) - peak(MEM_SMALL)
+TARGET_REJ=2.0         # time with 1% bad rows / time of the clean batch, on_error => 'reject'
+
+# Rows of the reject phase: every REJ_EVERY-th sale_id is bad (1%).
+REJ_EVERY=100
 
 NSHARDS=3
 COORD_PORT=$BENCH_PORT
@@ -137,12 +141,13 @@ verify_shards() {
 	done
 }
 
-# Expected rows per region of staging_sales among sale_id <= limit.
+# Expected rows per region of staging_sales among sale_id <= limit, and
+# matching the condition "$2" if given.
 expected_counts() {
 	pg coord -c "SELECT string_agg(coalesce(c, 0)::text, ' ' ORDER BY r)
 	             FROM generate_series(1, $NSHARDS) r
 	             LEFT JOIN (SELECT region_id, count(*) c FROM staging_sales
-	                        WHERE sale_id <= $1 GROUP BY region_id) s ON s.region_id = r"
+	                        WHERE sale_id <= $1 AND (${2:-true}) GROUP BY region_id) s ON s.region_id = r"
 }
 
 # Check a batch succeeded with every row loaded; print its details if not.
@@ -290,6 +295,50 @@ setup_data() {
 		"staging table $(pg coord -c "SELECT pg_size_pretty(pg_table_size('staging_sales'))")"
 }
 
+# The text-typed staging of the reject phase: the rows of staging_sales with
+# every column as text.  staging_text is clean; staging_text_bad is the same
+# except that sale_amount is 'not-a-number' on every REJ_EVERY-th sale_id
+# (1%, spread evenly), which pg_shardload cannot parse as numeric.
+setup_rej_data() {
+	local t amount
+	for t in staging_text staging_text_bad; do
+		amount="sale_amount::text"
+		if [[ $t == staging_text_bad ]]; then
+			amount="CASE WHEN sale_id % $REJ_EVERY = 0 THEN 'not-a-number' ELSE sale_amount::text END"
+		fi
+		pg coord -c "CREATE TABLE $t AS
+		                 SELECT sale_id::text AS sale_id, region_id::text AS region_id,
+		                        $amount AS sale_amount, sale_date::text AS sale_date, note
+		                 FROM staging_sales ORDER BY sale_id" \
+			-c "VACUUM ANALYZE $t"
+	done
+	REJ_BAD=$((ROWS / REJ_EVERY))
+	REJ_LIMIT=$((2 * REJ_BAD > 0 ? 2 * REJ_BAD : 1))
+	EXPECT_GOOD=$(expected_counts "$ROWS" "sale_id % $REJ_EVERY <> 0")
+	log "  text staging: staging_text $(pg coord -c "SELECT pg_size_pretty(pg_table_size('staging_text'))")," \
+		"staging_text_bad $(pg coord -c "SELECT pg_size_pretty(pg_table_size('staging_text_bad'))")" \
+		"with $REJ_BAD bad rows; reject_limit $REJ_LIMIT; good rows per region: $EXPECT_GOOD"
+}
+
+# Check that the shards hold exactly the rows of staging_sales that match
+# the condition "$1", values included: per shard, the count and the sums of
+# sale_id, sale_amount, sale_date and a hash of note must equal those of
+# staging_sales' rows of that region.
+verify_shard_rows() {
+	local cond=$1 n want got
+	local fp="count(*) || ' ' || coalesce(sum(sale_id), 0) || ' ' || coalesce(sum(sale_amount), 0)
+	          || ' ' || coalesce(sum(sale_date - date '2024-01-01'), 0) || ' ' || coalesce(sum(hashtext(note)), 0)"
+	for ((n = 1; n <= NSHARDS; n++)); do
+		want=$(pg coord -c "SELECT $fp FROM staging_sales WHERE region_id = $n AND ($cond)")
+		got=$(pg "shard$n" -c "SELECT $fp FROM sales_region_$n")
+		if [[ $got != "$want" ]]; then
+			log "  VERIFY FAILED: shard$n holds '$got' (count, sums), expected '$want'"
+			return 1
+		fi
+	done
+}
+
+
 # ---------------------------------------------------------------- phases
 
 # 3. The limit: COPY FROM STDIN into each shard directly, all at once.
@@ -335,6 +384,63 @@ phase_shardload_e2e() {
 	verify_batch "$bid" "$ROWS"
 	verify_shards "$EXPECT_ALL"
 	record_time e2e "$ROWS" "$(secs_between "$t0" "$t1")"
+}
+
+# 6. The cost of rejecting rows: CALL shardload.load (submit, commit, run)
+# with on_error => 'reject' from the text-typed staging, clean (rej_clean) or
+# with 1% bad rows (rej_bad).  The submit part is taken from the server's
+# clock: the batch's created_at to the start of its first attempt.
+phase_reject() {
+	local key=$1 table=$2 bkey=$3 bid t0 t1 want st old secs got
+	if [[ $table == staging_text_bad ]]; then
+		want="succeeded $ROWS $((ROWS - REJ_BAD)) $REJ_BAD"
+	else
+		want="succeeded $ROWS $ROWS 0"
+	fi
+	reset_all
+	t0=$(now)
+	# the NOTICE "N of M rows of batch B were rejected" is left out; the
+	# counts are checked and logged below
+	bid=$(pg coord -c 'SET client_min_messages = warning' \
+		-c "CALL shardload.load('sales', '$bkey', \$\$SELECT * FROM $table\$\$,
+		                        on_error => 'reject', reject_limit => $REJ_LIMIT)")
+	t1=$(now)
+	st=$(pg coord -c "SELECT state || ' ' || rows_total || ' ' || rows_loaded || ' ' || rows_rejected
+	                  FROM shardload.batches WHERE batch_id = $bid")
+	if [[ $st != "$want" ]]; then
+		log "  VERIFY FAILED: batch $bid is '$st' (state rows_total rows_loaded rows_rejected; want '$want')"
+		pg coord -c "SELECT * FROM shardload.attempts WHERE batch_id = $bid" \
+			-c "SELECT * FROM shardload.slices WHERE batch_id = $bid" \
+			-c "SELECT line, sqlstate, message FROM shardload.rejects WHERE batch_id = $bid ORDER BY line LIMIT 5" |
+			tee -a "$BENCH_LOG" >&2 || true
+		return 1
+	fi
+	if [[ $table == staging_text_bad ]]; then
+		verify_shards "$EXPECT_GOOD"
+		verify_shard_rows "sale_id % $REJ_EVERY <> 0"
+		# every reject is one of the bad rows, each once, for the bad amount
+		got=$(pg coord -c "SELECT count(*) || ' ' || count(DISTINCT id) FILTER (WHERE id % $REJ_EVERY = 0
+		                          AND sqlstate = '22P02' AND message LIKE '%\"sale_amount\"%not-a-number%')
+		                   FROM (SELECT (regexp_match(raw_row, '^(\d+)\t'))[1]::bigint AS id, sqlstate, message
+		                         FROM shardload.rejects WHERE batch_id = $bid) r")
+		if [[ $got != "$REJ_BAD $REJ_BAD" ]]; then
+			log "  VERIFY FAILED: shardload.rejects of batch $bid: '$got' (rows, bad rows for sale_amount), want '$REJ_BAD $REJ_BAD'"
+			pg coord -c "SELECT line, sqlstate, message, raw_row FROM shardload.rejects
+			             WHERE batch_id = $bid ORDER BY line LIMIT 5" | tee -a "$BENCH_LOG" >&2 || true
+			return 1
+		fi
+	else
+		verify_shards "$EXPECT_ALL"
+		verify_shard_rows true
+	fi
+	secs=$(secs_between "$t0" "$t1")
+	old=$(get "$key.secs")
+	record_time "$key" "$ROWS" "$secs"
+	got=$(pg coord -c "SELECT round(extract(epoch FROM min(a.started_at) - b.created_at), 3)
+	                   FROM shardload.batches b JOIN shardload.attempts a USING (batch_id)
+	                   WHERE batch_id = $bid GROUP BY b.created_at")
+	if [[ $(get "$key.secs") == "$secs" && $old != "$secs" ]]; then record "$key.submit_secs" "$got"; fi
+	log "  batch $bid: $st; submit ${got}s of it"
 }
 
 # 4. INSERT ... SELECT through the foreign partitions.
@@ -444,13 +550,14 @@ sample_anon() {
 
 rate() { awk -v r="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
+info() { if [[ $1 == - ]]; then echo n/a; else echo info; fi; }
 verdict() { awk -v a="$1" -v t="$2" -v op="$3" 'BEGIN {
 	if (a == "" || a == "-") { print "n/a"; exit }
 	ok = (op == "ge") ? (a + 0 >= t + 0) : (a + 0 <= t + 0)
 	print ok ? "PASS" : "MISS" }'; }
 
 report() {
-	local lim_rate key label rows secs r fastest_key="" fastest=0
+	local lim_rate key fkey label rows secs r fastest_key="" fastest=0
 	lim_rate=$(rate "$(get limit.rows)" "$(get limit.secs)")
 	{
 		echo
@@ -460,7 +567,8 @@ report() {
 		echo
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
-		for key in limit run submit e2e split_e2e fdw_insert_bs1 fdw_insert_bs1000 fdw_copy; do
+		for key in limit run submit e2e split_e2e rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
+			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy; do
 			case $key in
 				limit) label="3. limit: direct COPY into the 3 shards in parallel" ;;
 				run) label="1. pg_shardload load phase (CALL shardload.run)" ;;
@@ -470,15 +578,34 @@ report() {
 				fdw_insert_bs1) label="4a. INSERT..SELECT via postgres_fdw, batch_size 1" ;;
 				fdw_insert_bs1000) label="4b. INSERT..SELECT via postgres_fdw, batch_size 1000" ;;
 				fdw_copy) label="5. COPY into the parent via postgres_fdw" ;;
+				rej_clean) label="6a. end to end, on_error reject, clean text rows" ;;
+				rej_bad) label="6b. end to end, on_error reject, 1% bad text rows" ;;
+				rej_*_submit) label="    of which submit (server clock)" ;;
+				ref_e2e) label="    for reference: 2. (on_error stop, typed rows)" ;;
 			esac
-			if [[ $key == split_e2e ]]; then
-				rows=$(get run.rows)
-				secs=$(awk -v a="$(get submit.secs)" -v b="$(get run.secs)" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }')
-			else
-				rows=$(get "$key.rows")
-				secs=$(get "$key.secs")
-			fi
-			if [[ -n $(get "failed.$key") ]]; then
+			fkey=$key
+			case $key in
+				split_e2e)
+					rows=$(get run.rows)
+					secs=$(awk -v a="$(get submit.secs)" -v b="$(get run.secs)" 'BEGIN { if (a != "" && b != "") printf "%.3f", a + b }')
+					;;
+				rej_*_submit)
+					fkey=${key%_submit}
+					rows=$(get "$fkey.rows")
+					secs=$(get "$fkey.submit_secs")
+					;;
+				ref_e2e)
+					want rej || continue
+					fkey=e2e
+					rows=$(get e2e.rows)
+					secs=$(get e2e.secs)
+					;;
+				*)
+					rows=$(get "$key.rows")
+					secs=$(get "$key.secs")
+					;;
+			esac
+			if [[ -n $(get "failed.$fkey") ]]; then
 				printf '%-52s %9s\n' "$label" "FAILED"
 				continue
 			fi
@@ -535,6 +662,12 @@ report() {
 		printf '%-64s %8s  %s\n' "end to end >= $TARGET_FDW x fastest fdw path (${fastest_key:-none})" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
 		a=$(ratio "$run_rate" "$fastest")
 		printf '%-64s %8s  %s\n' "(load phase >= $TARGET_FDW x fastest fdw path)" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
+		a=$(ratio "$(get rej_bad.secs)" "$(get rej_clean.secs)")
+		printf '%-64s %8s  %s\n' "1% bad rows (6b) in <= $TARGET_REJ x the time of the clean batch (6a)" "$a" "$(verdict "$a" "$TARGET_REJ" le)"
+		a=$(ratio "$(get rej_clean.secs)" "$(get e2e.secs)")
+		printf '%-64s %8s  %s\n' "(time of 6a / time of 2.: text input and checks, no bad rows)" "$a" "$(info "$a")"
+		a=$(ratio "$(get rej_bad.secs)" "$(get e2e.secs)")
+		printf '%-64s %8s  %s\n' "(time of 6b / time of 2.)" "$a" "$(info "$a")"
 		printf '%-64s %8s  %s\n' "peak memory $MEM_LARGE rows - $MEM_SMALL rows <= $TARGET_MEM_MB MB (VmHWM)" "$hwm_diff" "$(verdict "$hwm_diff" "$TARGET_MEM_MB" le)"
 		printf '%-64s %8s  %s\n' "peak memory $MEM_LARGE rows - $MEM_SMALL rows <= $TARGET_MEM_MB MB (private RssAnon)" "$anon_diff" "$(verdict "$anon_diff" "$TARGET_MEM_MB" le)"
 		if grep -q '^failed\.' "$RESULTS"; then
@@ -568,11 +701,16 @@ main() {
 	EXPECT_ALL=$(expected_counts "$ROWS")
 	EXPECT_SLOW=$(expected_counts "$SLOW_ROWS")
 	log "  rows per region: $EXPECT_ALL (slow paths: $EXPECT_SLOW)"
+	if want rej; then setup_rej_data; fi
 
 	for ((i = 1; i <= REPEAT; i++)); do
 		want limit && phase limit phase_limit
 		want run && phase run phase_shardload_run "bench-run-$i"
 		want e2e && phase e2e phase_shardload_e2e "bench-e2e-$i"
+		if want rej; then
+			phase rej_clean phase_reject rej_clean staging_text "bench-rej-clean-$i"
+			phase rej_bad phase_reject rej_bad staging_text_bad "bench-rej-bad-$i"
+		fi
 	done
 	if want fdw; then
 		# row-by-row paths first, with postgres_fdw's default batch_size (1)
