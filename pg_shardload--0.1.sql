@@ -26,7 +26,10 @@ CREATE TABLE shardload.node (
 );
 INSERT INTO shardload.node DEFAULT VALUES;
 COMMENT ON TABLE shardload.node IS 'identity of this coordinator database in the shard ledgers';
-SELECT pg_catalog.pg_extension_config_dump('shardload.node', '');
+/*
+ * Not dumped: batch history is not dumped either, so a restored database
+ * starts batch ids afresh and must not reuse the old identity.
+ */
 
 CREATE TABLE shardload.retry_policy (
 	policy_name text NOT NULL,
@@ -60,12 +63,13 @@ CREATE TABLE shardload.error_rule (
 	sqlstate_prefix text NOT NULL,
 	failure_type text NOT NULL,
 	reason text NOT NULL,
+	seeded boolean NOT NULL DEFAULT false,
 	CONSTRAINT error_rule_pkey PRIMARY KEY (sqlstate_prefix),
 	CONSTRAINT error_rule_prefix_check CHECK (sqlstate_prefix ~ '^[0-9A-Z]{1,5}$'),
 	CONSTRAINT error_rule_failure_type_check
 		CHECK (failure_type IN ('TRANSIENT', 'NON_RETRYABLE', 'UNKNOWN'))
 );
-INSERT INTO shardload.error_rule VALUES
+INSERT INTO shardload.error_rule (sqlstate_prefix, failure_type, reason) VALUES
 	('08', 'TRANSIENT', 'UPSTREAM_UNAVAILABLE'),
 	('57P01', 'TRANSIENT', 'UPSTREAM_UNAVAILABLE'),
 	('57P02', 'TRANSIENT', 'UPSTREAM_UNAVAILABLE'),
@@ -84,8 +88,10 @@ INSERT INTO shardload.error_rule VALUES
 	('42704', 'NON_RETRYABLE', 'CONFIGURATION'),
 	('22', 'NON_RETRYABLE', 'INPUT_VALIDATION'),
 	('23', 'NON_RETRYABLE', 'INPUT_VALIDATION');
+UPDATE shardload.error_rule SET seeded = true;
 COMMENT ON TABLE shardload.error_rule IS 'SQLSTATE (or class prefix) to failure class; the longest matching prefix wins';
-SELECT pg_catalog.pg_extension_config_dump('shardload.error_rule', '');
+-- pg_dump keeps the rules operators added; CREATE EXTENSION brings the seeded ones
+SELECT pg_catalog.pg_extension_config_dump('shardload.error_rule', 'WHERE NOT seeded');
 
 CREATE TABLE shardload.batch (
 	batch_id bigserial NOT NULL,
@@ -249,6 +255,11 @@ END
 $$;
 COMMENT ON PROCEDURE shardload.load(regclass, text, text, text, text, bigint, text, bigint)
 	IS 'submit a query''s rows as a batch and run it at once; returns the batch id';
+
+CREATE FUNCTION shardload.run_due(max_batches int DEFAULT 10) RETURNS int
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_run_due';
+COMMENT ON FUNCTION shardload.run_due(int)
+	IS 'run due batches (pending, or retry_wait whose time has come) in background workers; returns how many';
 
 CREATE FUNCTION shardload.cancel(batch_id bigint) RETURNS void
 	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_cancel';

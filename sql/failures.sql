@@ -82,7 +82,7 @@ CALL shardload.run(:t);
 SELECT state, rows_loaded FROM shardload.batches WHERE batch_id = :t;
 
 -- ==== operators' rules apply to the next attempt ====
-INSERT INTO shardload.error_rule VALUES ('23514', 'TRANSIENT', 'RETRY_CHECKS');
+INSERT INTO shardload.error_rule (sqlstate_prefix, failure_type, reason) VALUES ('23514', 'TRANSIENT', 'RETRY_CHECKS');
 SELECT shardload.submit('metrics', 'neg-2', $$VALUES (20, 1, -5)$$) AS r \gset
 CALL shardload.run(:r);
 SELECT state, last_failure_type, last_reason FROM shardload.batches WHERE batch_id = :r;

@@ -14,6 +14,7 @@
 
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(shardload_submit);
 PG_FUNCTION_INFO_V1(shardload_submit_csv);
@@ -22,6 +23,7 @@ PG_FUNCTION_INFO_V1(shardload_run);
 PG_FUNCTION_INFO_V1(shardload_cancel);
 PG_FUNCTION_INFO_V1(shardload_replay);
 PG_FUNCTION_INFO_V1(shardload_purge_payloads);
+PG_FUNCTION_INFO_V1(shardload_run_due);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
 static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
@@ -109,7 +111,7 @@ shardload_run(PG_FUNCTION_ARGS)
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ShardloadRunBatch(PG_GETARG_INT64(0));
+	(void) ShardloadRunBatch(PG_GETARG_INT64(0), true, false);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -191,4 +193,20 @@ Datum
 shardload_purge_payloads(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(ShardloadPurgePayloads());
+}
+
+/*
+ * shardload_run_due
+ *	  run_due(max_batches): what the scheduler does, for any cron.
+ */
+Datum
+shardload_run_due(PG_FUNCTION_ARGS)
+{
+	int32		max_batches = PG_ARGISNULL(0) ? 10 : PG_GETARG_INT32(0);
+
+	if (max_batches < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_batches must not be negative")));
+	PG_RETURN_INT32(ShardloadRunDue(max_batches));
 }

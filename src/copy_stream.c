@@ -384,6 +384,12 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 	{
 		case STREAM_PROBE:
 		case STREAM_CREATE_LEDGER:
+			/* a concurrent loader created the ledger first: fine */
+			if (error && sh->state == STREAM_CREATE_LEDGER &&
+				(strcmp(error->sqlstate, "42P07") == 0 ||
+				 strcmp(error->sqlstate, "42P06") == 0 ||
+				 strcmp(error->sqlstate, "23505") == 0))
+				error = NULL;
 			if (error)
 			{
 				for (; sh->current < sh->nslices; sh->current++)
@@ -440,7 +446,9 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			break;
 
 		case STREAM_COMMIT:
-			if (error && strcmp(error->sqlstate, "23505") == 0)
+			if (error && strcmp(error->sqlstate, "23505") == 0 &&
+				error->constraint && strcmp(error->constraint, SHARDLOAD_LEDGER_TABLE "_pkey") == 0 &&
+				error->schema && strcmp(error->schema, SHARDLOAD_LEDGER_SCHEMA) == 0)
 			{
 				/* another run of this batch committed the slice first */
 				slice->committed = slice->found_in_ledger = true;
@@ -578,6 +586,8 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
 	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 	const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+	const char *schema = PQresultErrorField(res, PG_DIAG_SCHEMA_NAME);
+	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 	StringInfoData msg;
 
 	initStringInfo(&msg);
@@ -592,6 +602,8 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
 	f->shard = pstrdup(shard);
 	strlcpy(f->sqlstate, sqlstate ? sqlstate : "XX000", sizeof(f->sqlstate));
 	f->message = msg.data;
+	f->schema = schema ? pstrdup(schema) : NULL;
+	f->constraint = constraint ? pstrdup(constraint) : NULL;
 	return f;
 }
 

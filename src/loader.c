@@ -32,6 +32,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "classify.h"
 #include "connection.h"
@@ -40,9 +41,6 @@
 #include "payload.h"
 #include "pg_shardload.h"
 #include "routing.h"
-
-/* field4 of our advisory lock tags, so they stand apart from users' own */
-#define SHARDLOAD_LOCK_FIELD4 0x534C
 
 /* A slice of the batch as this attempt sees it. */
 typedef struct RunSlice
@@ -70,6 +68,10 @@ typedef struct RunState
 } RunState;
 
 static void run_locked(int64 batch_id);
+static void commit_step(void);
+
+/* Set while a background runner drives the attempt (no CALL, no portal). */
+static bool in_runner = false;
 static RunState *begin_attempt(int64 batch_id);
 static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
@@ -83,17 +85,20 @@ static ShardloadFailure *failure_from_edata(ErrorData *edata, const char *stage,
 
 /*
  * ShardloadRunBatch
- *	  Run one attempt of batch_id now.  Waits while another session runs
- *	  the same batch.  Commits several times.
+ *	  Run one attempt of batch_id now.  While another session runs the same
+ *	  batch, waits for it (wait) or returns false at once.  Commits several
+ *	  times.
  */
-void
-ShardloadRunBatch(int64 batch_id)
+bool
+ShardloadRunBatch(int64 batch_id, bool wait, bool runner)
 {
 	LOCKTAG		tag;
 
+	in_runner = runner;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (batch_id >> 32),
 						 (uint32) batch_id, SHARDLOAD_LOCK_FIELD4);
-	(void) LockAcquire(&tag, ExclusiveLock, true, false);
+	if (LockAcquire(&tag, ExclusiveLock, true, !wait) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
 	PG_TRY();
 	{
 		run_locked(batch_id);
@@ -103,6 +108,7 @@ ShardloadRunBatch(int64 batch_id)
 		LockRelease(&tag, ExclusiveLock, true);
 	}
 	PG_END_TRY();
+	return true;
 }
 
 static void
@@ -111,15 +117,40 @@ run_locked(int64 batch_id)
 	RunState   *rs;
 
 	rs = begin_attempt(batch_id);
-	SPI_commit();
+	commit_step();
 	if (rs == NULL)
 		return;
 
 	load_batch(rs);
-	SPI_commit();
+	commit_step();
 
 	record_outcome(rs);
-	SPI_commit();
+	commit_step();
+}
+
+/*
+ * commit_step
+ *	  Commit what the attempt has done so far and go on in a new
+ *	  transaction.  A CALL commits through its non-atomic SPI connection; a
+ *	  background runner (which has no portal to hold a snapshot) commits
+ *	  itself and keeps an active snapshot for the SPI calls that follow.
+ *	  Either way the current memory context survives.
+ */
+static void
+commit_step(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!in_runner)
+	{
+		SPI_commit();
+		return;
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
 }
 
 /*

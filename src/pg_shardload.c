@@ -10,7 +10,10 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "miscadmin.h"
+
 #include "pg_shardload.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -33,7 +36,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("shardload.database",
 							   "Sets the databases the background worker serves (comma-separated).",
-							   NULL,
+							   "Read when the server starts; a change takes a restart.",
 							   &shardload_database,
 							   "postgres",
 							   PGC_SIGHUP, 0,
@@ -53,4 +56,7 @@ _PG_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shardload");
+
+	if (process_shared_preload_libraries_in_progress)
+		ShardloadWorkerInit();
 }

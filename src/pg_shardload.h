@@ -17,6 +17,9 @@
 #define SHARDLOAD_CHUNK_BYTES		(1024 * 1024)
 #define SHARDLOAD_MESSAGE_BYTES		(64 * 1024)
 
+/* field4 of our advisory lock tags ("SL"), so they stand apart from users' */
+#define SHARDLOAD_LOCK_FIELD4		21324
+
 /* Remote ledger names, created on first use in every shard database. */
 #define SHARDLOAD_LEDGER_SCHEMA		"shardload_ledger"
 #define SHARDLOAD_LEDGER_TABLE		"slices"
@@ -46,6 +49,8 @@ typedef struct ShardloadFailure
 	char	   *shard;			/* foreign server name, NULL if local */
 	char		sqlstate[6];
 	char	   *message;		/* primary message plus detail */
+	char	   *schema;			/* of the table/constraint, if the server said */
+	char	   *constraint;
 } ShardloadFailure;
 
 /* capture.c */
@@ -66,6 +71,6 @@ typedef struct ShardloadSubmitArgs
 extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);
 
 /* loader.c */
-extern void ShardloadRunBatch(int64 batch_id);
+extern bool ShardloadRunBatch(int64 batch_id, bool wait, bool runner);
 
 #endif							/* PG_SHARDLOAD_H */

@@ -23,6 +23,7 @@
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "routing.h"
+#include "worker.h"
 
 static void validate_args(ShardloadSubmitArgs *args);
 static int64 claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new);
@@ -65,6 +66,8 @@ ShardloadSubmit(ShardloadSubmitArgs *args)
 		check_same_content(batch_id, args, rel, hash);
 
 	table_close(rel, NoLock);
+	if (is_new)
+		ShardloadWakeSchedulerAtCommit();
 	return batch_id;
 }
 

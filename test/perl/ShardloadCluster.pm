@@ -17,13 +17,19 @@ my $SALES_COLUMNS = 'sale_id bigint, region_id int NOT NULL, '
   . 'sale_amount numeric(10,2), sale_date date NOT NULL, note text';
 
 # A coordinator with shared_preload_libraries and the extension created.
+# The background scheduler serves no database unless %opts says which
+# (worker => 1: database postgres), so tests that drive runs by hand are
+# not raced by it.
 sub start_coordinator
 {
-	my ($name) = @_;
+	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $databases = $opts{worker} ? 'postgres' : '';
 	$node->init;
 	$node->append_conf('postgresql.conf',
-		"shared_preload_libraries = 'pg_shardload'\nmax_connections = 40\n");
+		"shared_preload_libraries = 'pg_shardload'\nmax_connections = 40\n"
+		  . "shardload.database = '$databases'\nshardload.naptime = 1\n"
+		  . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION pg_shardload CASCADE');
 	$node->safe_psql('postgres',

@@ -1,0 +1,463 @@
+/*-------------------------------------------------------------------------
+ * worker.c
+ *	  Background workers: one scheduler per database named in
+ *	  shardload.database (started from shared_preload_libraries), and one
+ *	  short-lived runner per batch attempt, started by a scheduler or by
+ *	  shardload.run_due().
+ *
+ *	  A scheduler wakes every shardload.naptime, and at once when a batch
+ *	  is submitted, claims due batches (pending, retry_wait whose time has
+ *	  come, or running under a lock nobody holds any more: its runner died)
+ *	  taking one batch of each tenant per round, and keeps up to
+ *	  shardload.max_workers runners busy.  A runner runs one attempt as the
+ *	  role that submitted the batch; the batch's session lock keeps a
+ *	  second runner out.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/varlena.h"
+
+#include "metadata.h"
+#include "pg_shardload.h"
+#include "worker.h"
+
+#define MAX_SCHEDULERS 16
+
+/* Where submitters find the scheduler of their database to wake it. */
+typedef struct SchedulerSlot
+{
+	Oid			database;
+	int			procno;			/* pgprocno of the scheduler, -1 if none */
+} SchedulerSlot;
+
+typedef struct SchedulerRegistry
+{
+	SchedulerSlot slots[MAX_SCHEDULERS];
+} SchedulerRegistry;
+
+static SchedulerRegistry *registry = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+static void worker_shmem_request(void);
+static void worker_shmem_startup(void);
+static void wake_scheduler_at_commit(XactEvent event, void *arg);
+static void scheduler_register(void);
+static void scheduler_unregister(int code, Datum arg);
+static int	claim_due_batches(int64 *ids, int max, int64 *running, int nrunning,
+							  bool only_own);
+static BackgroundWorkerHandle *start_runner(int64 batch_id, bool notify);
+
+/*
+ * ShardloadWorkerInit
+ *	  From _PG_init while preloading: shared memory for the registry and one
+ *	  scheduler per database in shardload.database.
+ */
+void
+ShardloadWorkerInit(void)
+{
+	List	   *names;
+	ListCell   *lc;
+	char	   *list = pstrdup(shardload_database);
+	int			n = 0;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = worker_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = worker_shmem_startup;
+
+	if (!SplitIdentifierString(list, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in parameter \"shardload.database\"")));
+	foreach(lc, names)
+	{
+		BackgroundWorker worker;
+
+		if (++n > MAX_SCHEDULERS)
+		{
+			ereport(WARNING,
+					(errmsg("pg_shardload serves at most %d databases", MAX_SCHEDULERS),
+					 errdetail("Database \"%s\" and those after it get no scheduler.",
+							   (char *) lfirst(lc))));
+			break;
+		}
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadSchedulerMain");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload scheduler for %s",
+				 (char *) lfirst(lc));
+		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload scheduler");
+		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+static void
+worker_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SchedulerRegistry)));
+}
+
+static void
+worker_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	registry = ShmemInitStruct("pg_shardload schedulers", sizeof(SchedulerRegistry), &found);
+	if (!found)
+		for (int i = 0; i < MAX_SCHEDULERS; i++)
+		{
+			registry->slots[i].database = InvalidOid;
+			registry->slots[i].procno = -1;
+		}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * ShardloadWakeSchedulerAtCommit
+ *	  A batch was submitted: wake this database's scheduler once the
+ *	  transaction commits, so it need not wait for its naptime.
+ */
+void
+ShardloadWakeSchedulerAtCommit(void)
+{
+	if (registry == NULL)
+		return;					/* not preloaded: no scheduler */
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_scheduler_at_commit, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+static void
+wake_scheduler_at_commit(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT)
+		return;
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		for (int i = 0; i < MAX_SCHEDULERS; i++)
+		{
+			/* a stale read at worst wakes a scheduler for nothing */
+			int			procno = registry->slots[i].procno;
+
+			if (registry->slots[i].database == MyDatabaseId && procno >= 0)
+				SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		}
+	wake_at_commit = false;
+}
+
+static void
+scheduler_register(void)
+{
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	for (int i = 0; i < MAX_SCHEDULERS; i++)
+		if (registry->slots[i].procno < 0 || registry->slots[i].database == MyDatabaseId)
+		{
+			registry->slots[i].database = MyDatabaseId;
+			registry->slots[i].procno = MyProc->pgprocno;
+			break;
+		}
+	LWLockRelease(AddinShmemInitLock);
+	before_shmem_exit(scheduler_unregister, (Datum) 0);
+}
+
+static void
+scheduler_unregister(int code, Datum arg)
+{
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	for (int i = 0; i < MAX_SCHEDULERS; i++)
+		if (registry->slots[i].procno == MyProc->pgprocno)
+			registry->slots[i].procno = -1;
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * ShardloadSchedulerMain
+ *	  One database's scheduler; bgw_extra holds the database name.
+ */
+void
+ShardloadSchedulerMain(Datum main_arg)
+{
+	char		dbname[BGW_EXTRALEN];
+	BackgroundWorkerHandle **handles;
+	int64	   *running;
+	int			nslots;
+	MemoryContext tick_cxt;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("pg_shardload scheduler");
+	scheduler_register();
+
+	nslots = 64;				/* max_workers is capped at 64 */
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(*handles) * nslots);
+	running = MemoryContextAllocZero(TopMemoryContext, sizeof(*running) * nslots);
+	tick_cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload tick",
+									 ALLOCSET_DEFAULT_SIZES);
+	elog(LOG, "pg_shardload scheduler started for database \"%s\"", dbname);
+
+	for (;;)
+	{
+		int			nrunning = 0;
+		int64	   *ids;
+		int			free_slots;
+		int			n = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* forget runners that have finished */
+		for (int i = 0; i < nslots; i++)
+		{
+			pid_t		pid;
+
+			if (handles[i] &&
+				GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
+			{
+				pfree(handles[i]);
+				handles[i] = NULL;
+				running[i] = 0;
+			}
+			if (handles[i])
+				nrunning++;
+		}
+		free_slots = Min(shardload_max_workers, nslots) - nrunning;
+
+		MemoryContextSwitchTo(tick_cxt);
+		ids = palloc(sizeof(int64) * Max(free_slots, 1));
+		if (free_slots > 0 && !RecoveryInProgress())
+		{
+			int64	   *busy = palloc(sizeof(int64) * nslots);
+			int			nbusy = 0;
+
+			for (int i = 0; i < nslots; i++)
+				if (handles[i])
+					busy[nbusy++] = running[i];
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
+			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
+				n = claim_due_batches(ids, free_slots, busy, nbusy, false);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		for (int j = 0; j < n; j++)
+			for (int i = 0; i < nslots; i++)
+				if (handles[i] == NULL)
+				{
+					MemoryContextSwitchTo(TopMemoryContext);
+					handles[i] = start_runner(ids[j], true);
+					running[i] = ids[j];
+					MemoryContextSwitchTo(tick_cxt);
+					break;
+				}
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(tick_cxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 shardload_naptime * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * claim_due_batches
+ *	  Up to max due batches, one per tenant per round, oldest first,
+ *	  skipping those in running[] and those whose session lock is held.
+ *	  With only_own, only the calling role's batches (unless it is an
+ *	  admin).  Runs in the caller's transaction.
+ */
+static int
+claim_due_batches(int64 *ids, int max, int64 *running, int nrunning, bool only_own)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[5] = {INT8ARRAYOID, INT4OID, OIDOID, BOOLOID, INT4OID};
+	Datum		values[5];
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nrunning, 1));
+	Oid			user = GetUserId();
+	Oid			admin = get_role_oid("shardload_admin", true);
+	int			n;
+
+	for (int i = 0; i < nrunning; i++)
+		elems[i] = Int64GetDatum(running[i]);
+	values[0] = PointerGetDatum(construct_array(elems, nrunning, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	values[1] = Int32GetDatum(max);
+	values[2] = ObjectIdGetDatum(user);
+	values[3] = BoolGetDatum(only_own && !superuser_arg(user) &&
+							 !(OidIsValid(admin) && has_privs_of_role(user, admin)));
+	values[4] = Int32GetDatum(shardload_naptime);
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT batch_id FROM ("
+					 " SELECT b.batch_id, row_number() OVER (PARTITION BY coalesce(b.tenant, '')"
+					 "   ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id) AS turn,"
+					 "   coalesce(b.next_attempt_at, b.created_at) AS due"
+					 " FROM shardload.batch b"
+					 " WHERE ((b.state IN ('pending', 'retry_wait')"
+					 "        AND coalesce(b.next_attempt_at, '-infinity') <= now())"
+					 "     OR (b.state = 'running'"
+					 "        AND NOT EXISTS (SELECT 1 FROM shardload.attempt a WHERE a.batch_id = b.batch_id"
+					 "          AND a.status = 'running'"
+					 "          AND a.started_at > now() - make_interval(secs => $5))"
+					 "        AND NOT EXISTS ("
+					 "        SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+					 "        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+					 "        AND l.classid::bigint = b.batch_id >> 32"
+					 "        AND l.objid::bigint = b.batch_id & 4294967295"
+					 "        AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")))"
+					 "   AND b.batch_id <> ALL ($1)"
+					 "   AND (NOT $4 OR b.owner = $3)) d"
+					 " ORDER BY turn, due, batch_id LIMIT $2",
+					 5, argtypes, values, NULL);
+	n = (int) SPI_processed;
+	for (int i = 0; i < n; i++)
+		ids[i] = ShardloadSpiInt64(i, 1, NULL);
+	ShardloadCatalogEnd(&session);
+	return n;
+}
+
+/*
+ * start_runner
+ *	  Start a dynamic worker for one attempt of batch_id; NULL if no
+ *	  worker slot is free.  With notify, the runner's end sets our latch.
+ */
+static BackgroundWorkerHandle *
+start_runner(int64 batch_id, bool notify)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadRunnerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload runner for batch %lld",
+			 (long long) batch_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload runner");
+	worker.bgw_main_arg = Int64GetDatum(batch_id);
+	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+	worker.bgw_notify_pid = notify ? MyProcPid : 0;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start background worker for batch %lld",
+						(long long) batch_id),
+				 errhint("Raise max_worker_processes or lower shardload.max_workers.")));
+		return NULL;
+	}
+	return handle;
+}
+
+/*
+ * ShardloadRunnerMain
+ *	  One attempt of one batch, as the role that submitted it.
+ */
+void
+ShardloadRunnerMain(Datum main_arg)
+{
+	int64		batch_id = DatumGetInt64(main_arg);
+	Oid			database;
+	Oid			owner;
+	ShardloadCatalogSession session;
+	ShardloadBatch *batch;
+	MemoryContext cxt;
+
+	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
+	pgstat_report_appname("pg_shardload runner");
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload runner",
+								ALLOCSET_DEFAULT_SIZES);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
+	ShardloadCatalogBegin(&session);
+	batch = ShardloadBatchFetch(&session, batch_id, false);
+	ShardloadCatalogEnd(&session);
+	owner = batch->owner;
+
+	/* the batch runs with its owner's rights and user mappings, no more */
+	SetUserIdAndSecContext(owner, SECURITY_LOCAL_USERID_CHANGE);
+	(void) ShardloadRunBatch(batch_id, false, true);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
+
+/*
+ * ShardloadRunDue
+ *	  Run up to max_batches due batches in runners and wait for them;
+ *	  returns how many were started.  For schedulers outside the server
+ *	  (cron); works without shared_preload_libraries.
+ */
+int
+ShardloadRunDue(int max_batches)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(max_batches, 1));
+	BackgroundWorkerHandle **handles = palloc0(sizeof(*handles) * Max(max_batches, 1));
+	int			n;
+	int			started = 0;
+
+	if (max_batches <= 0)
+		return 0;
+	n = claim_due_batches(ids, max_batches, NULL, 0, true);
+	for (int i = 0; i < n; i++)
+	{
+		handles[i] = start_runner(ids[i], true);
+		if (handles[i])
+			started++;
+	}
+	for (int i = 0; i < n; i++)
+		if (handles[i])
+			(void) WaitForBackgroundWorkerShutdown(handles[i]);
+	return started;
+}
