@@ -208,6 +208,27 @@ CREATE TABLE shardload.reject (
 );
 COMMENT ON TABLE shardload.reject IS 'rows of a batch that could not be loaded, with the reason';
 
+CREATE TABLE shardload.job (
+	job_name text NOT NULL,
+	cron text NOT NULL,
+	target regclass NOT NULL,
+	source_query text NOT NULL,
+	owner regrole NOT NULL,
+	policy_name text,
+	on_error text NOT NULL DEFAULT 'stop',
+	reject_limit bigint NOT NULL DEFAULT 0,
+	tenant text,
+	catch_up boolean NOT NULL DEFAULT false,
+	last_tick timestamptz NOT NULL,
+	last_batch_id bigint,
+	last_error text,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CONSTRAINT job_pkey PRIMARY KEY (job_name),
+	CONSTRAINT job_on_error_check CHECK (on_error IN ('stop', 'reject'))
+);
+COMMENT ON TABLE shardload.job IS 'cron-scheduled loads: one batch per tick (read shardload.jobs)';
+SELECT pg_catalog.pg_extension_config_dump('shardload.job', '');
+
 -- ==== functions ====
 
 CREATE FUNCTION shardload.submit(target regclass, batch_key text, source_query text,
@@ -260,6 +281,25 @@ CREATE FUNCTION shardload.run_due(max_batches int DEFAULT 10) RETURNS int
 	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_run_due';
 COMMENT ON FUNCTION shardload.run_due(int)
 	IS 'run due batches (pending, or retry_wait whose time has come) in background workers; returns how many';
+
+CREATE FUNCTION shardload.schedule(job_name text, cron text, target regclass, source_query text,
+								   policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+								   reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+								   catch_up boolean DEFAULT false)
+	RETURNS void
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_schedule';
+COMMENT ON FUNCTION shardload.schedule(text, text, regclass, text, text, text, bigint, text, boolean)
+	IS 'load a query''s rows every cron tick, one batch per tick ($1 = tick, $2 = previous tick)';
+
+CREATE FUNCTION shardload.unschedule(job_name text) RETURNS boolean
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_unschedule';
+COMMENT ON FUNCTION shardload.unschedule(text) IS 'remove a cron job; its batches stay';
+
+CREATE FUNCTION shardload.cron_next(cron text, after timestamptz DEFAULT pg_catalog.now())
+	RETURNS timestamptz
+	LANGUAGE C STRICT STABLE AS 'MODULE_PATHNAME', 'shardload_cron_next';
+COMMENT ON FUNCTION shardload.cron_next(text, timestamptz)
+	IS 'the first tick of a cron expression (UTC) after a time';
 
 CREATE FUNCTION shardload.cancel(batch_id bigint) RETURNS void
 	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_cancel';
@@ -327,6 +367,17 @@ CREATE VIEW shardload.rejects WITH (security_barrier) AS
 	JOIN shardload.batches b USING (batch_id);
 COMMENT ON VIEW shardload.rejects IS 'rows that could not be loaded, with the reason';
 
+CREATE VIEW shardload.jobs WITH (security_barrier) AS
+	SELECT j.job_name, j.cron, j.target, j.owner, j.tenant, j.catch_up, j.last_tick,
+		   shardload.cron_next(j.cron, j.last_tick) AS next_tick,
+		   j.last_batch_id, b.state AS last_state, j.last_error, j.source_query,
+		   j.policy_name AS policy, j.on_error, j.reject_limit, j.created_at
+	FROM shardload.job j
+	LEFT JOIN shardload.batch b ON b.batch_id = j.last_batch_id
+	WHERE j.owner::oid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
+COMMENT ON VIEW shardload.jobs IS 'cron jobs with their last and next tick and the state of their last batch';
+
 CREATE VIEW shardload.failures WITH (security_barrier) AS
 	SELECT DISTINCT ON (a.batch_id)
 		   a.batch_id AS job_id, b.tenant AS tenant_id, a.stage, b.state AS status,
@@ -358,7 +409,7 @@ COMMENT ON FUNCTION shardload.failure_record(bigint)
 
 GRANT USAGE ON SCHEMA shardload TO PUBLIC;
 GRANT SELECT ON shardload.batches, shardload.slices, shardload.attempts,
-	shardload.rejects, shardload.failures TO PUBLIC;
+	shardload.rejects, shardload.failures, shardload.jobs TO PUBLIC;
 GRANT SELECT ON shardload.retry_policy, shardload.error_rule, shardload.target_policy TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON shardload.retry_policy, shardload.error_rule,
 	shardload.target_policy TO shardload_admin;

@@ -11,7 +11,9 @@
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
+#include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "worker.h"
@@ -24,6 +26,9 @@ PG_FUNCTION_INFO_V1(shardload_cancel);
 PG_FUNCTION_INFO_V1(shardload_replay);
 PG_FUNCTION_INFO_V1(shardload_purge_payloads);
 PG_FUNCTION_INFO_V1(shardload_run_due);
+PG_FUNCTION_INFO_V1(shardload_schedule);
+PG_FUNCTION_INFO_V1(shardload_unschedule);
+PG_FUNCTION_INFO_V1(shardload_cron_next);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
 static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
@@ -209,4 +214,43 @@ shardload_run_due(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_batches must not be negative")));
 	PG_RETURN_INT32(ShardloadRunDue(max_batches));
+}
+
+/*
+ * shardload_schedule
+ *	  schedule(job_name, cron, target, source_query, policy, on_error,
+ *	  reject_limit, tenant, catch_up)
+ */
+Datum
+shardload_schedule(PG_FUNCTION_ARGS)
+{
+	char	   *name = required_text(fcinfo, 0, "job_name");
+	char	   *cron = required_text(fcinfo, 1, "cron");
+	char	   *query;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target must not be null")));
+	query = required_text(fcinfo, 3, "source_query");
+	ShardloadScheduleJob(name, cron, PG_GETARG_OID(2), query,
+						 PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)),
+						 PG_ARGISNULL(5) ? "stop" : text_to_cstring(PG_GETARG_TEXT_PP(5)),
+						 PG_ARGISNULL(6) ? 0 : PG_GETARG_INT64(6),
+						 PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7)),
+						 !PG_ARGISNULL(8) && PG_GETARG_BOOL(8));
+	PG_RETURN_VOID();
+}
+
+Datum
+shardload_unschedule(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ShardloadUnscheduleJob(text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
+
+Datum
+shardload_cron_next(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(ShardloadCronNextTick(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+												PG_GETARG_TIMESTAMPTZ(1)));
 }

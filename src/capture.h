@@ -52,7 +52,7 @@ extern char *CaptureFinish(Capture *cap);
 extern void CaptureRecordSlices(Capture *cap);
 extern void ShardloadAppendCopyText(StringInfo buf, const char *value);
 
-extern void CaptureFromQuery(Capture *cap, const char *query);
+extern void CaptureFromQuery(Capture *cap, const char *query, Datum *ticks);
 extern void CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							const char *format, bool header);
 

@@ -9,12 +9,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
+#include "nodes/params.h"
 #include "parser/parse_node.h"
 #include "tcop/dest.h"
 #include "utils/builtins.h"
@@ -49,11 +51,13 @@ static void copy_input_error_context(void *arg);
  * CaptureFromQuery
  *	  Run query (one SELECT-like statement, as the calling role) and add
  *	  every row it returns to cap.  Columns map to the target's insertable
- *	  columns by position, as in INSERT ... SELECT.
+ *	  columns by position, as in INSERT ... SELECT.  A cron job's query gets
+ *	  its tick and previous tick as $1 and $2 (ticks non-NULL).
  */
 void
-CaptureFromQuery(Capture *cap, const char *query)
+CaptureFromQuery(Capture *cap, const char *query, Datum *ticks)
 {
+	Oid			tick_types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	CaptureReceiver receiver;
 	SPIPlanPtr	plan;
 	SPIExecuteOptions options;
@@ -69,7 +73,7 @@ CaptureFromQuery(Capture *cap, const char *query)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(query, 0, NULL);
+	plan = SPI_prepare(query, ticks ? 2 : 0, ticks ? tick_types : NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare source query: %s",
 			 SPI_result_code_string(SPI_result));
@@ -82,6 +86,19 @@ CaptureFromQuery(Capture *cap, const char *query)
 	memset(&options, 0, sizeof(options));
 	options.dest = (DestReceiver *) &receiver;
 	options.read_only = false;
+	if (ticks)
+	{
+		ParamListInfo params = makeParamList(2);
+
+		for (int i = 0; i < 2; i++)
+		{
+			params->params[i].value = ticks[i];
+			params->params[i].isnull = false;
+			params->params[i].pflags = PARAM_FLAG_CONST;
+			params->params[i].ptype = TIMESTAMPTZOID;
+		}
+		options.params = params;
+	}
 	rc = SPI_execute_plan_extended(plan, &options);
 	if (rc < 0)
 		elog(ERROR, "could not run source query: %s", SPI_result_code_string(rc));

@@ -66,6 +66,8 @@ typedef struct ShardloadSubmitArgs
 	char	   *tenant;
 	bool		header;
 	char	   *format;			/* "csv" or "text" (files) */
+	bool		has_ticks;		/* a cron job's batch: $1 tick, $2 previous */
+	Datum		ticks[2];
 } ShardloadSubmitArgs;
 
 extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);

@@ -189,7 +189,7 @@ static void
 capture_rows(Capture *cap, ShardloadSubmitArgs *args)
 {
 	if (strcmp(args->source_kind, "query") == 0)
-		CaptureFromQuery(cap, args->source);
+		CaptureFromQuery(cap, args->source, args->has_ticks ? args->ticks : NULL);
 	else if (strcmp(args->source_kind, "csv") == 0)
 		CaptureFromCopy(cap, args->source, NULL, "csv", args->header);
 	else

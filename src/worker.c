@@ -34,8 +34,10 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "worker.h"
@@ -237,6 +239,8 @@ ShardloadSchedulerMain(Datum main_arg)
 		int64	   *ids;
 		int			free_slots;
 		int			n = 0;
+		TimestampTz next_tick = DT_NOEND;
+		long		timeout = shardload_naptime * 1000L;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -277,7 +281,10 @@ ShardloadSchedulerMain(Datum main_arg)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
 			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
+			{
+				next_tick = ShardloadRunJobs();
 				n = claim_due_batches(ids, free_slots, busy, nbusy, false);
+			}
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			pgstat_report_activity(STATE_IDLE, NULL);
@@ -295,8 +302,20 @@ ShardloadSchedulerMain(Datum main_arg)
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(tick_cxt);
 
+		/*
+		 * Wake for the next cron tick if it comes before the naptime ends (a
+		 * tick already past is one whose batch failed: naptime paces it).
+		 */
+		if (next_tick != DT_NOEND && next_tick > GetCurrentTimestamp())
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), next_tick, &secs, &usecs);
+			timeout = Min(timeout, secs * 1000L + usecs / 1000 + 1);
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 shardload_naptime * 1000L, PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -1,0 +1,580 @@
+#!/usr/bin/env bash
+#
+# bench/worker.sh -- pg_shardload background worker benchmark.
+#
+# Starts a coordinator (shared_preload_libraries = 'pg_shardload', the
+# scheduler serving database postgres) and three shards, four throwaway
+# PostgreSQL 15 instances under $BENCH_DIR on ports 5611-5614, and measures:
+#
+#   drain: BATCHES small batches (ROWS_PER_BATCH rows each, spread over the
+#          three shards) submitted in ONE transaction, so they all become due
+#          at COMMIT, then drained by the background worker; batches/s and
+#          rows/s from COMMIT until every batch is 'succeeded', once per
+#          value of shardload.max_workers in WORKERS (coordinator restarted
+#          with the new value before each run).
+#   idle:  CPU time (utime + stime from /proc/PID/stat) of the scheduler
+#          process over IDLE_SECS seconds with no due batches, as percent of
+#          one core, for each shardload.naptime in IDLE_NAPTIMES, with the
+#          catalog as the drain runs left it (full) and empty (empty).
+#
+# Run as root (server processes and psql run as the "postgres" OS user), or
+# as postgres itself.  pg_shardload must be installed (make install).
+# See the "Background worker" section of bench/README.md.
+#
+# Environment (all optional):
+#   BENCH_DIR       throwaway directory, removed at start  (/tmp/pg_shardload_bench_worker)
+#   PG_BIN          PostgreSQL binaries                    (/usr/lib/postgresql/15/bin)
+#   BENCH_PORT      first port; the shards use the next 3  (5611)
+#   BATCHES         batches submitted in one transaction   (10000)
+#   ROWS_PER_BATCH  rows of each batch                     (10)
+#   WORKERS         shardload.max_workers of each drain    (2 4)
+#   DRAIN_NAPTIME   shardload.naptime during the drains    (1)
+#   DRAIN_TIMEOUT   give up a drain after this many s      (600)
+#   POLL            seconds between polls of the drain     (0.5)
+#   IDLE_SECS       length of each idle measurement        (60)
+#   IDLE_NAPTIMES   shardload.naptime of the idle runs     (5 1)
+#   IDLE_CATALOGS   catalog states of the idle runs        (full empty)
+#   PHASES          which phases to run                    (drain idle)
+#   BENCH_KEEP      1: leave the servers' data dirs behind (0)
+#   BENCH_OUT       where results and logs are copied      (<repo>/bench/out/worker)
+
+set -euo pipefail
+
+BENCH_DIR=${BENCH_DIR:-/tmp/pg_shardload_bench_worker}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+BENCH_PORT=${BENCH_PORT:-5611}
+BATCHES=${BATCHES:-10000}
+ROWS_PER_BATCH=${ROWS_PER_BATCH:-10}
+WORKERS=${WORKERS:-2 4}
+DRAIN_NAPTIME=${DRAIN_NAPTIME:-1}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
+POLL=${POLL:-0.5}
+IDLE_SECS=${IDLE_SECS:-60}
+IDLE_NAPTIMES=${IDLE_NAPTIMES:-5 1}
+IDLE_CATALOGS=${IDLE_CATALOGS:-full empty}
+PHASES=${PHASES:-drain idle}
+BENCH_KEEP=${BENCH_KEEP:-0}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_OUT=${BENCH_OUT:-$SCRIPT_DIR/out/worker}
+
+# Target from the issue: an idle scheduler uses less than this % of a core.
+TARGET_IDLE_PCT=1
+
+NSHARDS=3
+COORD_PORT=$BENCH_PORT
+DATA=$BENCH_DIR/data
+LOGDIR=$BENCH_DIR/log
+RESULTS=$BENCH_DIR/results.txt
+BENCH_LOG=$LOGDIR/bench.log
+STAGING_ROWS=$((BATCHES * ROWS_PER_BATCH))
+CLK_TCK=$(getconf CLK_TCK)
+SERVERS=(coord)
+for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
+
+# ---------------------------------------------------------------- helpers
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$BENCH_LOG" >&2; }
+die() { printf 'worker.sh: %s\n' "$*" >&2; exit 1; }
+
+as_pg() {
+	if [[ $EUID -eq 0 ]]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+port_of() {
+	case $1 in
+		coord) echo "$COORD_PORT" ;;
+		shard*) echo $((COORD_PORT + ${1#shard})) ;;
+	esac
+}
+
+# psql against one server: unaligned, tuples only, stop on error.
+pg() {
+	local server=$1
+	shift
+	as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BENCH_DIR" \
+		-p "$(port_of "$server")" -d postgres "$@" 2> >(tee -a "$BENCH_LOG" >&2)
+}
+
+now() { date +%s.%N; }
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+secs_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+rate() { awk -v r="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", r / s; else print "-" }'; }
+
+record() { echo "$1 $2" >>"$RESULTS"; }
+get() { awk -v k="$1" '$1 == k { v = substr($0, length(k) + 2) } END { print v }' "$RESULTS"; }
+
+checkpoint_all() {
+	local s
+	for s in "${SERVERS[@]}"; do pg "$s" -c 'CHECKPOINT' >/dev/null; done
+}
+
+# Empty the shard tables and ledgers and the coordinator's batch catalog.
+reset_all() {
+	local n
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg "shard$n" -c "TRUNCATE sales_region_$n" \
+			-c "DO \$\$ BEGIN IF to_regclass('shardload_ledger.slices') IS NOT NULL THEN
+			        TRUNCATE shardload_ledger.slices; END IF; END \$\$" >/dev/null
+	done
+	pg coord -c 'TRUNCATE shardload.batch CASCADE' >/dev/null 2>&1
+	pg coord -c 'VACUUM ANALYZE shardload.batch' >/dev/null 2>&1 || true
+	checkpoint_all
+}
+
+# Run a phase in a subshell with errexit on; a failing phase is recorded
+# and reported, and the benchmark goes on with the next one.
+phase() {
+	local name=$1 rc
+	shift
+	log "phase: $name"
+	set +e
+	(
+		set -e
+		"$@"
+	)
+	rc=$?
+	set -e
+	if [[ $rc -ne 0 ]]; then
+		log "  phase $name FAILED (exit $rc); see $BENCH_LOG and $LOGDIR/*.log"
+		record "failed.$name" 1
+	fi
+}
+
+# ---------------------------------------------------------------- servers
+
+stop_servers() {
+	local s
+	for s in "${SERVERS[@]}"; do
+		if [[ -f $DATA/$s/postmaster.pid ]]; then
+			as_pg "$PG_BIN/pg_ctl" -D "$DATA/$s" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+				as_pg "$PG_BIN/pg_ctl" -D "$DATA/$s" -m immediate -w stop >/dev/null 2>&1 || true
+		fi
+	done
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -d $DATA ]]; then
+		stop_servers
+		if mkdir -p "$BENCH_OUT" 2>/dev/null; then
+			cp -f "$LOGDIR"/* "$RESULTS"* "$BENCH_OUT"/ 2>/dev/null || true
+		fi
+		if [[ $BENCH_KEEP != 1 ]]; then rm -rf "$DATA"; fi
+	fi
+	exit "$rc"
+}
+
+setup_servers() {
+	local s port conf
+	stop_servers
+	rm -rf "$BENCH_DIR"
+	mkdir -p "$DATA" "$LOGDIR"
+	: >"$RESULTS"
+	: >"$BENCH_LOG"
+	if [[ $EUID -eq 0 ]]; then chown -R postgres: "$BENCH_DIR"; fi
+	chmod 755 "$BENCH_DIR"
+
+	for s in "${SERVERS[@]}"; do
+		port=$(port_of "$s")
+		if as_pg "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+			die "port $port is already in use"
+		fi
+		as_pg "$PG_BIN/initdb" -D "$DATA/$s" -U postgres -A trust -E UTF8 \
+			--locale=C --no-sync >>"$LOGDIR/initdb.log" 2>&1 ||
+			die "initdb of $s failed, see $LOGDIR/initdb.log"
+		conf=$DATA/$s/postgresql.conf
+		{
+			echo "# pg_shardload worker bench"
+			echo "port = $port"
+			echo "listen_addresses = '127.0.0.1'"
+			echo "unix_socket_directories = '$BENCH_DIR'"
+			echo "shared_buffers = 256MB"
+			echo "max_wal_size = 4GB"
+			if [[ $s == coord ]]; then
+				echo "shared_preload_libraries = 'pg_shardload'"
+				echo "shardload.database = 'postgres'"
+				echo "max_worker_processes = 16"
+				echo "log_line_prefix = '%m [%p] %b '"
+			fi
+		} >>"$conf"
+	done
+	for s in "${SERVERS[@]}"; do
+		start_server "$s"
+	done
+}
+
+start_server() {
+	as_pg "$PG_BIN/pg_ctl" -D "$DATA/$1" -l "$LOGDIR/$1.log" -w -t 60 start >/dev/null ||
+		die "could not start $1, see $LOGDIR/$1.log"
+}
+
+restart_coord() {
+	as_pg "$PG_BIN/pg_ctl" -D "$DATA/coord" -m fast -w -t 60 stop >/dev/null ||
+		die "could not stop coord, see $LOGDIR/coord.log"
+	start_server coord
+}
+
+# pid of the scheduler, waiting up to 30 s for it to come up.
+scheduler_pid() {
+	local i pid=
+	for ((i = 0; i < 300; i++)); do
+		pid=$(pg coord -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_shardload scheduler'")
+		if [[ -n $pid ]]; then
+			[[ $pid != *$'\n'* ]] || { log "  more than one scheduler: $(echo $pid)"; return 1; }
+			echo "$pid"
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "  no pg_shardload scheduler in pg_stat_activity after 30s"
+	return 1
+}
+
+# Set shardload.* settings of the coordinator (ALTER SYSTEM), then restart
+# or reload.  "$1": restart|reload; the rest: name=value pairs.
+set_coord() {
+	local how=$1 kv
+	shift
+	for kv in "$@"; do
+		pg coord -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null
+	done
+	if [[ $how == restart ]]; then
+		restart_coord
+	else
+		pg coord -c 'SELECT pg_reload_conf()' >/dev/null
+	fi
+}
+
+setup_schema() {
+	local n
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg "shard$n" -c "CREATE TABLE sales_region_$n (
+			sale_id bigint PRIMARY KEY,
+			region_id int NOT NULL,
+			sale_amount numeric(10,2),
+			sale_date date NOT NULL,
+			note text)"
+	done
+	pg coord -c 'CREATE EXTENSION pg_shardload CASCADE' -c "
+		CREATE TABLE sales (
+			sale_id bigint,
+			region_id int NOT NULL,
+			sale_amount numeric(10,2),
+			sale_date date NOT NULL,
+			note text) PARTITION BY LIST (region_id)"
+	for ((n = 1; n <= NSHARDS; n++)); do
+		pg coord -c "CREATE SERVER shard$n FOREIGN DATA WRAPPER postgres_fdw
+		                 OPTIONS (host '$BENCH_DIR', port '$(port_of "shard$n")', dbname 'postgres')" \
+			-c "CREATE USER MAPPING FOR postgres SERVER shard$n OPTIONS (user 'postgres')" \
+			-c "CREATE FOREIGN TABLE sales_region_$n PARTITION OF sales FOR VALUES IN ($n)
+			        SERVER shard$n OPTIONS (schema_name 'public', table_name 'sales_region_$n')"
+	done
+}
+
+# Same rows as bench/run.sh: sale_id 1..N, regions 1..3 round robin, so
+# every batch of 10 consecutive sale_ids has rows for all three shards.
+SOURCE_SQL="SELECT i::bigint AS sale_id, (i % $NSHARDS + 1)::int AS region_id,
+        ((i::bigint * 7919) % 1000000 / 100.0)::numeric(10,2) AS sale_amount,
+        (date '2024-01-01' + (i % 365)::int) AS sale_date,
+        md5(i::text) || left(md5((-i)::text), 46) AS note"
+
+setup_data() {
+	pg coord -c "CREATE TABLE staging_sales AS $SOURCE_SQL FROM generate_series(1, $STAGING_ROWS) i" \
+		-c 'ALTER TABLE staging_sales ADD PRIMARY KEY (sale_id)' \
+		-c 'VACUUM ANALYZE staging_sales'
+}
+
+# Check that the shards hold exactly the rows of staging_sales with
+# sale_id <= $1, values included (count and sums per region).
+verify_shard_rows() {
+	local upto=$1 n want got
+	local fp="count(*) || ' ' || coalesce(sum(sale_id), 0) || ' ' || coalesce(sum(sale_amount), 0)
+	          || ' ' || coalesce(sum(sale_date - date '2024-01-01'), 0) || ' ' || coalesce(sum(hashtext(note)), 0)"
+	for ((n = 1; n <= NSHARDS; n++)); do
+		want=$(pg coord -c "SELECT $fp FROM staging_sales WHERE region_id = $n AND sale_id <= $upto")
+		got=$(pg "shard$n" -c "SELECT $fp FROM sales_region_$n")
+		log "  shard$n: ${got%% *} rows (expected ${want%% *})"
+		if [[ $got != "$want" ]]; then
+			log "  VERIFY FAILED: shard$n holds '$got' (count, sums), expected '$want'"
+			return 1
+		fi
+	done
+}
+
+# utime + stime of process $1 in clock ticks (fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name).
+proc_ticks() {
+	local stat rest
+	stat=$(<"/proc/$1/stat")
+	rest=${stat##*) }
+	awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+# voluntary + involuntary context switches of process $1: about one per
+# wake-up of an idle process.
+proc_ctxt() {
+	awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { s += $2 } END { print s }' "/proc/$1/status"
+}
+
+# ---------------------------------------------------------------- phases
+
+# Drain: BATCHES batches submitted in one transaction, drained by the
+# background worker with shardload.max_workers = $1.
+phase_drain() {
+	local w=$1 key="drain_w$1" t0 t1 t_commit spid tick0 tick1 st total ok bad busy maxbusy=0
+	local last_log elapsed rows tpoll
+	reset_all
+	set_coord restart "shardload.max_workers=$w" "shardload.naptime=$DRAIN_NAPTIME"
+	spid=$(scheduler_pid)
+	log "  max_workers $(pg coord -c 'SHOW shardload.max_workers'), naptime $(pg coord -c 'SHOW shardload.naptime')," \
+		"max_worker_processes $(pg coord -c 'SHOW max_worker_processes'); scheduler pid $spid"
+	checkpoint_all
+	pg coord -c 'SELECT count(*) FROM staging_sales' >/dev/null # warm the staging table
+
+	# One transaction: psql's single -c is one implicit transaction, so
+	# nothing is visible (or due) before its COMMIT.  The batches of
+	# ROWS_PER_BATCH consecutive sale_ids each have distinct source text
+	# and distinct keys.
+	t0=$(now)
+	pg coord -c "SELECT count(shardload.submit('sales', 'small-' || b,
+	                 format('SELECT * FROM staging_sales WHERE sale_id BETWEEN %s AND %s',
+	                        (b - 1) * $ROWS_PER_BATCH + 1, b * $ROWS_PER_BATCH)))
+	             FROM generate_series(1, $BATCHES) b" >/dev/null
+	t_commit=$(now)
+	tick0=$(proc_ticks "$spid")
+	record "$key.submit_secs" "$(secs_between "$t0" "$t_commit")"
+	log "  submitted $BATCHES batches of $ROWS_PER_BATCH rows in one transaction in $(get "$key.submit_secs")s; draining"
+
+	# poll every POLL seconds until every batch is finished (or timeout)
+	last_log=$t_commit
+	while :; do
+		st=$(pg coord -c "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ' ||
+		                         count(*) FILTER (WHERE state IN ('failed', 'quarantined', 'dead', 'cancelled')) || ' ' ||
+		                         (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_shardload runner')
+		                  FROM shardload.batch")
+		tpoll=$(now)
+		read -r ok bad busy <<<"$st"
+		((busy > maxbusy)) && maxbusy=$busy
+		if ((ok + bad >= BATCHES)); then
+			t1=$tpoll
+			break
+		fi
+		elapsed=$(secs_between "$t_commit" "$tpoll")
+		if awk -v e="$elapsed" -v m="$DRAIN_TIMEOUT" 'BEGIN { exit !(e > m) }'; then
+			t1=$tpoll
+			log "  TIMEOUT after ${elapsed}s: $ok succeeded, $bad failed of $BATCHES"
+			break
+		fi
+		if awk -v a="$last_log" -v b="$tpoll" 'BEGIN { exit !(b - a >= 10) }'; then
+			log "  ${elapsed}s: $ok succeeded, $bad failed/dead, $busy runners"
+			last_log=$tpoll
+		fi
+		sleep "$POLL"
+	done
+	tick1=$(proc_ticks "$spid") || tick1=
+	elapsed=$(secs_between "$t_commit" "$t1")
+	rows=$((ok * ROWS_PER_BATCH))
+	record "$key.batches" "$ok"
+	record "$key.secs" "$elapsed"
+	record "$key.max_runners_seen" "$maxbusy"
+	if [[ -n $tick1 ]]; then
+		record "$key.sched_cpu_pct" "$(awk -v d=$((tick1 - tick0)) -v hz="$CLK_TCK" -v s="$elapsed" \
+			'BEGIN { printf "%.1f", 100 * d / hz / s }')"
+	fi
+	log "  $ok batches ($rows rows) succeeded in ${elapsed}s from COMMIT:" \
+		"$(rate "$ok" "$elapsed") batches/s, $(rate "$rows" "$elapsed") rows/s;" \
+		"at most $maxbusy runners seen at once; scheduler used $(get "$key.sched_cpu_pct")% of a core"
+
+	# The server's view: COMMIT (created_at is the transaction's start, so
+	# the first attempt's start is the earliest sign of the commit) and the
+	# last batch's finished_at; per-attempt durations.
+	st=$(pg coord -c "SELECT round(extract(epoch FROM min(a.started_at) - max(b.created_at))::numeric, 3) || ' ' ||
+	                         round(extract(epoch FROM max(b.finished_at) - min(a.started_at))::numeric, 3) || ' ' ||
+	                         round(1000 * avg(extract(epoch FROM a.finished_at - a.started_at))::numeric, 1) || ' ' ||
+	                         count(*) || ' ' || count(DISTINCT a.batch_id)
+	                  FROM shardload.batch b JOIN shardload.attempt a USING (batch_id)")
+	read -r t0 t1 total ok bad <<<"$st"
+	record "$key.server_secs" "$t1"
+	record "$key.attempt_ms" "$total"
+	log "  server clock: submit transaction to first attempt ${t0}s (includes the submit itself);" \
+		"first attempt start to last finished_at ${t1}s; mean attempt ${total} ms; $ok attempt rows for $bad batches"
+
+	# every batch succeeded, once, with all its rows
+	st=$(pg coord -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE state = 'succeeded'
+	                           AND rows_loaded = $ROWS_PER_BATCH AND rows_total = $ROWS_PER_BATCH) || ' ' ||
+	                         count(*) FILTER (WHERE attempts > 1) || ' ' || coalesce(sum(rows_loaded), 0)
+	                  FROM shardload.batch")
+	read -r total ok bad rows <<<"$st"
+	record "$key.retried" "$bad"
+	if [[ $ok != "$BATCHES" || $total != "$BATCHES" ]]; then
+		log "  VERIFY FAILED: $ok of $total batches are succeeded with $ROWS_PER_BATCH rows loaded (want $BATCHES)"
+		pg coord -c "SELECT state, last_failure_type, left(last_reason, 200), count(*) FROM shardload.batch
+		             GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 10" | tee -a "$BENCH_LOG" >&2 || true
+		return 1
+	fi
+	((bad == 0)) || log "  note: $bad batches needed more than one attempt"
+	verify_shard_rows "$STAGING_ROWS"
+}
+
+# Idle: CPU of the scheduler over IDLE_SECS with no due batches, naptime $1.
+phase_idle() {
+	local nap=$1 cat=$2 key="idle_${2}_n$1" spid spid2 old tick0 tick1 cs0 cs1 t0 t1 due secs
+	if [[ $cat == empty ]]; then
+		reset_all
+	fi
+	old=$(pg coord -c 'SHOW shardload.naptime')
+	set_coord reload "shardload.naptime=$nap"
+	spid=$(scheduler_pid)
+	# the scheduler reads the new naptime when it next wakes
+	sleep $((${old%s} + 2))
+	log "  naptime $(pg coord -c 'SHOW shardload.naptime'); scheduler pid $spid;" \
+		"catalog: $(pg coord -c "SELECT count(*) || ' batches, ' || count(*) FILTER (WHERE state IN ('pending', 'retry_wait', 'running')) || ' not finished' FROM shardload.batch")"
+	due=$(pg coord -c "SELECT count(*) FROM shardload.batch WHERE state IN ('pending', 'retry_wait', 'running')")
+	[[ $due == 0 ]] || { log "  $due batches are not finished: not idle"; return 1; }
+	checkpoint_all
+	sleep 1
+	tick0=$(proc_ticks "$spid")
+	cs0=$(proc_ctxt "$spid")
+	t0=$(now)
+	sleep "$IDLE_SECS"
+	tick1=$(proc_ticks "$spid")
+	cs1=$(proc_ctxt "$spid")
+	t1=$(now)
+	spid2=$(scheduler_pid)
+	[[ $spid2 == "$spid" ]] || { log "  the scheduler changed pid during the run ($spid -> $spid2)"; return 1; }
+	secs=$(secs_between "$t0" "$t1")
+	record "$key.secs" "$secs"
+	record "$key.ticks" $((tick1 - tick0))
+	record "$key.cpu_ms" "$(awk -v d=$((tick1 - tick0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 1000 * d / hz }')"
+	record "$key.pct" "$(awk -v d=$((tick1 - tick0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.3f", 100 * d / hz / s }')"
+	record "$key.ctxt" $((cs1 - cs0))
+	log "  idle ${secs}s, naptime ${nap}s, catalog $cat: $((tick1 - tick0)) ticks ($(get "$key.cpu_ms") ms CPU) =" \
+		"$(get "$key.pct")% of one core; $((cs1 - cs0)) context switches"
+}
+
+# Lines of the coordinator log that say something went wrong, leaving out
+# those of the bench's own restarts (from the shutdown request until the
+# server is ready again: workers told to stop exit with code 1 then).
+log_problems() {
+	awk '/received (fast|smart|immediate) shutdown request/ { down = 1 }
+	     /database system is ready to accept connections/ { down = 0; next }
+	     !down && /ERROR|WARNING|FATAL|PANIC|exited with exit code|terminated by signal|could not start/' \
+		"$LOGDIR/coord.log"
+}
+
+# ---------------------------------------------------------------- report
+
+report() {
+	local w key nap cat v
+	{
+		echo
+		echo "pg_shardload background worker benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
+		echo "1 coordinator + $NSHARDS shards on this host; coordinator: max_worker_processes=16, shared_buffers=256MB;"
+		echo "CLK_TCK $CLK_TCK (CPU time resolution $(awk -v hz="$CLK_TCK" 'BEGIN { print 1000 / hz }') ms)"
+		if want drain; then
+			echo
+			echo "drain: $BATCHES batches x $ROWS_PER_BATCH rows (3 shards each), submitted in one transaction, naptime ${DRAIN_NAPTIME}s;"
+			echo "timed from COMMIT until all are 'succeeded' (polled every ${POLL}s)"
+			printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %9s\n' max_workers batches seconds batches/s rows/s \
+				submit_s server_s attempt_ms runners sched_cpu
+			printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %9s\n' ----------- ------- ------- --------- ------ \
+				-------- -------- ---------- ------- ---------
+			for w in $WORKERS; do
+				key=drain_w$w
+				if [[ -n $(get "failed.$key") ]]; then
+					printf '%-12s %8s\n' "$w" FAILED
+					[[ -z $(get "$key.secs") ]] && continue
+				fi
+				v=$(get "$key.secs")
+				[[ -n $v ]] || { printf '%-12s %8s\n' "$w" -; continue; }
+				printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %8s%%\n' "$w" "$(get "$key.batches")" "$v" \
+					"$(rate "$(get "$key.batches")" "$v")" "$(rate $(($(get "$key.batches") * ROWS_PER_BATCH)) "$v")" \
+					"$(get "$key.submit_secs")" "$(get "$key.server_secs")" "$(get "$key.attempt_ms")" \
+					"$(get "$key.max_runners_seen")" "$(get "$key.sched_cpu_pct")"
+			done
+			echo "(submit_s: the one submit transaction; server_s: first attempt start to last finished_at, server clock;"
+			echo " attempt_ms: mean attempt duration; runners: most runner processes seen at once by the poll;"
+			echo " sched_cpu: the scheduler's CPU during the drain, % of one core)"
+		fi
+		if want idle; then
+			echo
+			echo "idle scheduler: CPU (utime+stime) over ${IDLE_SECS}s with no due batches; target < ${TARGET_IDLE_PCT}% of one core"
+			printf '%-8s %-22s %9s %8s %8s %10s %9s  %s\n' naptime catalog seconds ticks cpu_ms "% of core" wakeups verdict
+			printf '%-8s %-22s %9s %8s %8s %10s %9s  %s\n' ------- ------- ------- ----- ------ --------- ------- -------
+			for cat in $IDLE_CATALOGS; do
+				for nap in $IDLE_NAPTIMES; do
+					key=idle_${cat}_n$nap
+					local label=$cat
+					[[ $cat == full ]] && label="full ($(get idle_full_batches) batches)"
+					[[ $cat == empty ]] && label="empty"
+					if [[ -n $(get "failed.$key") ]]; then
+						printf '%-8s %-22s %9s\n' "${nap}s" "$label" FAILED
+						continue
+					fi
+					v=$(get "$key.pct")
+					[[ -n $v ]] || { printf '%-8s %-22s %9s\n' "${nap}s" "$label" -; continue; }
+					printf '%-8s %-22s %9s %8s %8s %10s %9s  %s\n' "${nap}s" "$label" "$(get "$key.secs")" \
+						"$(get "$key.ticks")" "$(get "$key.cpu_ms")" "$v" "$(get "$key.ctxt")" \
+						"$(awk -v a="$v" -v t="$TARGET_IDLE_PCT" 'BEGIN { print (a + 0 < t + 0) ? "PASS" : "MISS" }')"
+				done
+			done
+			echo "(wakeups: context switches of the scheduler, about one per wake-up)"
+		fi
+		v=$(log_problems | wc -l)
+		echo
+		echo "coordinator log: $v line(s) with ERROR/WARNING/FATAL/PANIC or a worker exit"
+		log_problems | head -20 | sed 's/^/  /'
+		if grep -q '^failed\.' "$RESULTS"; then
+			echo
+			echo "FAILED phases: $(grep '^failed\.' "$RESULTS" | sed 's/^failed\.//; s/ 1$//' | tr '\n' ' ')"
+		fi
+		echo
+		echo "logs: $BENCH_OUT (bench.log, coord.log, shard*.log)"
+	} | tee -a "$RESULTS.table"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+	[[ $EUID -eq 0 ]] || [[ $(id -un) == postgres ]] || die "run as root (or as postgres)"
+	[[ -x $PG_BIN/postgres ]] || die "no PostgreSQL binaries in $PG_BIN"
+	[[ -f $("$PG_BIN/pg_config" --sharedir)/extension/pg_shardload.control ]] ||
+		die "pg_shardload is not installed (make install)"
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+
+	local started w nap cat
+	started=$(now)
+	mkdir -p "$(dirname "$BENCH_DIR")"
+	setup_servers
+	log "servers up: coordinator :$COORD_PORT, shards :$((COORD_PORT + 1))-:$((COORD_PORT + NSHARDS)), dir $BENCH_DIR"
+	setup_schema
+	log "scheduler pid $(scheduler_pid)"
+	setup_data
+	log "staging_sales: $STAGING_ROWS rows ($BATCHES batches x $ROWS_PER_BATCH)"
+
+	if want drain; then
+		for w in $WORKERS; do
+			phase "drain_w$w" phase_drain "$w"
+		done
+	fi
+	if want idle; then
+		record idle_full_batches "$(pg coord -c 'SELECT count(*) FROM shardload.batch')"
+		for cat in $IDLE_CATALOGS; do
+			for nap in $IDLE_NAPTIMES; do
+				phase "idle_${cat}_n$nap" phase_idle "$nap" "$cat"
+			done
+		done
+	fi
+
+	log "done in $(secs_between "$started" "$(now)")s"
+	: >"$RESULTS.table"
+	report
+}
+
+main "$@"

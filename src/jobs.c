@@ -1,0 +1,357 @@
+/*-------------------------------------------------------------------------
+ * jobs.c
+ *	  Cron-scheduled loads.  Each tick of a job makes one batch, keyed
+ *	  "<job>@<tick in UTC>", submitted as the job's owner with $1 = the tick
+ *	  and $2 = the previous tick loaded, so an incremental query loads each
+ *	  source row once.  The batch and the job's last_tick commit together,
+ *	  and the key is unique: a tick is never loaded twice, however often
+ *	  the worker restarts.  Ticks missed while the server was down are all
+ *	  loaded (catch_up) or only the latest, whose window then covers them.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "cron.h"
+#include "jobs.h"
+#include "metadata.h"
+#include "pg_shardload.h"
+
+/* At most this many missed ticks are loaded in one go. */
+#define MAX_CATCH_UP_TICKS 1000
+
+typedef struct Job
+{
+	char	   *name;
+	char	   *cron;
+	Oid			target;
+	char	   *source_query;
+	Oid			owner;
+	char	   *policy;
+	char	   *on_error;
+	int64		reject_limit;
+	char	   *tenant;
+	bool		catch_up;
+	TimestampTz last_tick;
+} Job;
+
+static void run_job(Job *job, TimestampTz now);
+static bool submit_tick(Job *job, TimestampTz tick, TimestampTz prev);
+static char *tick_key(const char *job_name, TimestampTz tick);
+
+/*
+ * ShardloadScheduleJob
+ *	  Create or replace the calling role's job.  Its first tick is the
+ *	  first one after now.
+ */
+void
+ShardloadScheduleJob(const char *name, const char *cron, Oid target,
+					 const char *source_query, const char *policy,
+					 const char *on_error, int64 reject_limit,
+					 const char *tenant, bool catch_up)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[10] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID, TEXTOID,
+	TEXTOID, INT8OID, TEXTOID, BOOLOID};
+	Datum		values[10];
+	char		nulls[10];
+	Oid			caller = GetUserId();
+
+	(void) ShardloadCronParse(cron);	/* throws on a bad expression */
+	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(target));
+	if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "reject") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for on_error: \"%s\"", on_error),
+				 errdetail("Valid values are \"stop\" and \"reject\".")));
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(cron);
+	values[2] = ObjectIdGetDatum(target);
+	values[3] = CStringGetTextDatum(source_query);
+	values[4] = ObjectIdGetDatum(caller);
+	if (policy)
+		values[5] = CStringGetTextDatum(policy);
+	else
+		nulls[5] = 'n';
+	values[6] = CStringGetTextDatum(on_error);
+	values[7] = Int64GetDatum(reject_limit);
+	if (tenant)
+		values[8] = CStringGetTextDatum(tenant);
+	else
+		nulls[8] = 'n';
+	values[9] = BoolGetDatum(catch_up);
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT owner::oid FROM shardload.job WHERE job_name = $1 FOR UPDATE",
+					 1, argtypes, values, nulls);
+	if (SPI_processed == 1 && (Oid) ShardloadSpiInt64(0, 1, NULL) != caller)
+	{
+		Oid			other = (Oid) ShardloadSpiInt64(0, 1, NULL);
+
+		ShardloadCatalogEnd(&session);
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("job \"%s\" already exists", name),
+				 errdetail("It belongs to role \"%s\".", GetUserNameFromId(other, true))));
+	}
+	ShardloadSpiExec("INSERT INTO shardload.job (job_name, cron, target, source_query, owner,"
+					 " policy_name, on_error, reject_limit, tenant, catch_up, last_tick)"
+					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())"
+					 " ON CONFLICT (job_name) DO UPDATE SET cron = $2, target = $3,"
+					 " source_query = $4, policy_name = $6, on_error = $7, reject_limit = $8,"
+					 " tenant = $9, catch_up = $10, last_error = NULL",
+					 10, argtypes, values, nulls);
+	ShardloadCatalogEnd(&session);
+}
+
+/*
+ * ShardloadUnscheduleJob
+ *	  Remove a job (its batches stay); false if there is none.
+ */
+bool
+ShardloadUnscheduleJob(const char *name)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	Oid			owner;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT owner::oid FROM shardload.job WHERE job_name = $1 FOR UPDATE",
+					 1, argtypes, values, NULL);
+	if (SPI_processed == 0)
+	{
+		ShardloadCatalogEnd(&session);
+		return false;
+	}
+	owner = (Oid) ShardloadSpiInt64(0, 1, NULL);
+	ShardloadCatalogEnd(&session);
+	{
+		ShardloadBatch fake = {.batch_id = 0,.owner = owner};
+
+		if (owner != GetUserId())
+			ShardloadCheckBatchAccess(&fake);
+	}
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("DELETE FROM shardload.job WHERE job_name = $1", 1, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+	return true;
+}
+
+/*
+ * ShardloadRunJobs
+ *	  Make the batches of every job whose next tick has come; returns the
+ *	  earliest next tick of all jobs (DT_NOEND if none).  Runs in the
+ *	  caller's transaction (the scheduler's); each tick in a subtransaction
+ *	  so a failing job does not stop the others.
+ */
+TimestampTz
+ShardloadRunJobs(void)
+{
+	TimestampTz earliest = DT_NOEND;
+	ShardloadCatalogSession session;
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *jobs = NIL;
+	ListCell   *lc;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT job_name, cron, target::oid, source_query, owner::oid, policy_name,"
+					 " on_error, reject_limit, tenant, catch_up::text, last_tick::text"
+					 " FROM shardload.job ORDER BY job_name", 0, NULL, NULL, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Job		   *job = MemoryContextAllocZero(session.outer, sizeof(Job));
+		MemoryContext old;
+
+		job->name = ShardloadSpiText(&session, i, 1);
+		job->cron = ShardloadSpiText(&session, i, 2);
+		job->target = (Oid) ShardloadSpiInt64(i, 3, NULL);
+		job->source_query = ShardloadSpiText(&session, i, 4);
+		job->owner = (Oid) ShardloadSpiInt64(i, 5, NULL);
+		job->policy = ShardloadSpiText(&session, i, 6);
+		job->on_error = ShardloadSpiText(&session, i, 7);
+		job->reject_limit = ShardloadSpiInt64(i, 8, NULL);
+		job->tenant = ShardloadSpiText(&session, i, 9);
+		job->catch_up = strcmp(ShardloadSpiText(&session, i, 10), "true") == 0;
+		job->last_tick = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																 CStringGetDatum(ShardloadSpiText(&session, i, 11)),
+																 ObjectIdGetDatum(InvalidOid),
+																 Int32GetDatum(-1)));
+		old = MemoryContextSwitchTo(session.outer);
+		jobs = lappend(jobs, job);
+		MemoryContextSwitchTo(old);
+	}
+	ShardloadCatalogEnd(&session);
+
+	foreach(lc, jobs)
+		run_job(lfirst(lc), now);
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT min(shardload.cron_next(cron, last_tick))::text FROM shardload.job",
+					 0, NULL, NULL, NULL);
+	{
+		char	   *next = ShardloadSpiText(&session, 0, 1);
+
+		if (next)
+			earliest = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+															   CStringGetDatum(next),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+	}
+	ShardloadCatalogEnd(&session);
+	return earliest;
+}
+
+/*
+ * run_job
+ *	  Submit the job's due ticks, oldest first; stops at the first tick
+ *	  that fails (it is tried again at the next wake-up).
+ */
+static void
+run_job(Job *job, TimestampTz now)
+{
+	ShardloadCron *cron = ShardloadCronParse(job->cron);
+	TimestampTz prev = job->last_tick;
+	TimestampTz tick = ShardloadCronNext(cron, prev);
+	int			n = 0;
+
+	if (tick > now)
+		return;
+	if (!job->catch_up)
+	{
+		/* only the latest tick; its window ($2, $1] covers the missed ones */
+		for (TimestampTz next = ShardloadCronNext(cron, tick);
+			 next <= now && n < 100000; next = ShardloadCronNext(cron, tick), n++)
+			tick = next;
+		(void) submit_tick(job, tick, prev);
+		return;
+	}
+	while (tick <= now && n++ < MAX_CATCH_UP_TICKS)
+	{
+		if (!submit_tick(job, tick, prev))
+			return;
+		prev = tick;
+		tick = ShardloadCronNext(cron, tick);
+	}
+}
+
+/*
+ * submit_tick
+ *	  One tick's batch and the job's new last_tick, together, as the job's
+ *	  owner; a failure is kept in the job's last_error.
+ */
+static bool
+submit_tick(Job *job, TimestampTz tick, TimestampTz prev)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner resowner = CurrentResourceOwner;
+	Oid			saved_user;
+	int			saved_context;
+	bool		ok = true;
+	ShardloadCatalogSession session;
+	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', 'n'};
+
+	values[0] = CStringGetTextDatum(job->name);
+	values[1] = TimestampTzGetDatum(tick);
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ShardloadSubmitArgs args;
+		int64		batch_id;
+
+		memset(&args, 0, sizeof(args));
+		args.target = job->target;
+		args.batch_key = tick_key(job->name, tick);
+		args.source = job->source_query;
+		args.source_kind = "query";
+		args.policy = job->policy;
+		args.on_error = job->on_error;
+		args.reject_limit = job->reject_limit;
+		args.tenant = job->tenant;
+		args.format = "csv";
+		args.has_ticks = true;
+		args.ticks[0] = TimestampTzGetDatum(tick);
+		args.ticks[1] = TimestampTzGetDatum(prev);
+
+		SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+		batch_id = ShardloadSubmit(&args);
+		SetUserIdAndSecContext(saved_user, saved_context);
+
+		values[2] = Int64GetDatum(batch_id);
+		nulls[2] = ' ';
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("UPDATE shardload.job SET last_tick = $2, last_batch_id = $3,"
+						 " last_error = $4 WHERE job_name = $1", 4, argtypes, values, nulls);
+		ShardloadCatalogEnd(&session);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = resowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = resowner;
+		SetUserIdAndSecContext(saved_user, saved_context);
+		ereport(WARNING,
+				(errmsg("could not submit tick %s of job \"%s\": %s",
+						timestamptz_to_str(tick), job->name, edata->message)));
+		values[3] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
+												 edata->message));
+		nulls[2] = 'n';
+		nulls[3] = ' ';
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("UPDATE shardload.job SET last_error = $4 WHERE job_name = $1",
+						 4, argtypes, values, nulls);
+		ShardloadCatalogEnd(&session);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * tick_key
+ *	  "<job>@YYYY-MM-DDTHH:MM:SSZ", the tick in UTC.
+ */
+static char *
+tick_key(const char *job_name, TimestampTz tick)
+{
+	pg_time_t	t = (pg_time_t) timestamptz_to_time_t(tick);
+	struct pg_tm *tm = pg_gmtime(&t);
+
+	return psprintf("%s@%04d-%02d-%02dT%02d:%02d:%02dZ", job_name,
+					tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday,
+					tm->tm_hour, tm->tm_min, tm->tm_sec);
+}
+
+/*
+ * ShardloadCronNextTick
+ *	  The job's next tick after `after`, for the jobs view.
+ */
+TimestampTz
+ShardloadCronNextTick(const char *cron, TimestampTz after)
+{
+	return ShardloadCronNext(ShardloadCronParse(cron), after);
+}
