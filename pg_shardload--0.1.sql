@@ -229,6 +229,19 @@ CREATE TABLE shardload.job (
 COMMENT ON TABLE shardload.job IS 'cron-scheduled loads: one batch per tick (read shardload.jobs)';
 SELECT pg_catalog.pg_extension_config_dump('shardload.job', '');
 
+CREATE TABLE shardload.shard_state (
+	server text NOT NULL,
+	circuit text NOT NULL DEFAULT 'closed',
+	consecutive_failures int NOT NULL DEFAULT 0,
+	opened_at timestamptz,
+	last_success_at timestamptz,
+	last_failure_at timestamptz,
+	last_error text,
+	CONSTRAINT shard_state_pkey PRIMARY KEY (server),
+	CONSTRAINT shard_state_circuit_check CHECK (circuit IN ('closed', 'open'))
+);
+COMMENT ON TABLE shardload.shard_state IS 'each shard''s circuit breaker (read shardload.shards)';
+
 -- ==== functions ====
 
 CREATE FUNCTION shardload.submit(target regclass, batch_key text, source_query text,
@@ -378,6 +391,14 @@ CREATE VIEW shardload.jobs WITH (security_barrier) AS
 	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
 COMMENT ON VIEW shardload.jobs IS 'cron jobs with their last and next tick and the state of their last batch';
 
+CREATE VIEW shardload.shards AS
+	SELECT c.server, c.circuit, c.consecutive_failures, c.last_success_at, c.last_failure_at,
+		   c.last_error, c.opened_at,
+		   c.opened_at + pg_catalog.current_setting('shardload.circuit_cooldown', true)::interval
+			   AS probe_at
+	FROM shardload.shard_state c;
+COMMENT ON VIEW shardload.shards IS 'each shard''s state: circuit, last success, last failure';
+
 CREATE VIEW shardload.failures WITH (security_barrier) AS
 	SELECT DISTINCT ON (a.batch_id)
 		   a.batch_id AS job_id, b.tenant AS tenant_id, a.stage, b.state AS status,
@@ -409,7 +430,7 @@ COMMENT ON FUNCTION shardload.failure_record(bigint)
 
 GRANT USAGE ON SCHEMA shardload TO PUBLIC;
 GRANT SELECT ON shardload.batches, shardload.slices, shardload.attempts,
-	shardload.rejects, shardload.failures, shardload.jobs TO PUBLIC;
+	shardload.rejects, shardload.failures, shardload.jobs, shardload.shards TO PUBLIC;
 GRANT SELECT ON shardload.retry_policy, shardload.error_rule, shardload.target_policy TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON shardload.retry_policy, shardload.error_rule,
 	shardload.target_policy TO shardload_admin;

@@ -64,12 +64,24 @@ ShardloadPolicyFor(ShardloadCatalogSession *session, ShardloadBatch *batch)
 					 "   WHERE t.target = $2::regclass), 'default')",
 					 2, argtypes, values, nulls);
 	if (SPI_processed != 1)
-		ereport(ERROR,
+	{
+		/*
+		 * The policy was deleted since the batch was submitted.  Throwing
+		 * here would leave the attempt unrecorded; use the defaults.
+		 */
+		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("retry policy \"%s\" does not exist",
-						batch->policy_name ? batch->policy_name : "default"),
-				 errhint("Policies are rows of shardload.retry_policy.")));
-
+				 errmsg("retry policy \"%s\" does not exist, using the built-in defaults",
+						batch->policy_name ? batch->policy_name : "default")));
+		policy = MemoryContextAllocZero(session->outer, sizeof(ShardloadPolicy));
+		policy->name = "default";
+		policy->max_attempts = 5;
+		policy->base_delay = 0.5;
+		policy->max_delay = 15;
+		policy->jitter_ratio = 0.2;
+		policy->unknown_attempts = 1;
+		return policy;
+	}
 	policy = MemoryContextAllocZero(session->outer, sizeof(ShardloadPolicy));
 	policy->name = ShardloadSpiText(session, 0, 1);
 	policy->max_attempts = (int) ShardloadSpiInt64(0, 2, NULL);

@@ -33,7 +33,9 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
+#include "circuit.h"
 #include "classify.h"
 #include "connection.h"
 #include "copy_stream.h"
@@ -54,6 +56,7 @@ typedef struct RunSlice
 	char	   *shard;
 	int64		first_line;
 	char	   *first_detail;
+	bool		deferred;		/* its server's circuit is open */
 	ShardloadFailure *failure;
 } RunSlice;
 
@@ -65,9 +68,13 @@ typedef struct RunState
 	int			nslices;
 	RunSlice   *slices;
 	ShardloadFailure *failure;	/* a failure of the whole attempt */
+	const char *stage;			/* where the attempt is, for caught errors */
+	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
 } RunState;
 
 static void run_locked(int64 batch_id);
+static bool defer_for_open_circuit(ShardloadBatch *batch);
+static void record_circuits(RunState *rs);
 static void commit_step(void);
 
 /* Set while a background runner drives the attempt (no CALL, no portal). */
@@ -126,6 +133,8 @@ run_locked(int64 batch_id)
 
 	record_outcome(rs);
 	commit_step();
+	if (rs->cancel)
+		ReThrowError(rs->cancel);
 }
 
 /*
@@ -191,6 +200,9 @@ begin_attempt(int64 batch_id)
 				 errdetail("Payloads are kept for shardload.payload_retention after a batch finishes."),
 				 errhint("Submit the rows again under a new batch key.")));
 
+	if (defer_for_open_circuit(batch))
+		return NULL;
+
 	rs = palloc0(sizeof(RunState));
 	rs->batch = batch;
 	rs->attempt = batch->attempts + 1;
@@ -213,6 +225,67 @@ begin_attempt(int64 batch_id)
 	rs->coordinator_id = ShardloadCoordinatorId(&session);
 	ShardloadCatalogEnd(&session);
 	return rs;
+}
+
+/*
+ * defer_for_open_circuit
+ *	  A batch whose remaining slices all wait for open circuits is put off
+ *	  until the first probe time, without an attempt.
+ */
+static bool
+defer_for_open_circuit(ShardloadBatch *batch)
+{
+	ShardloadCatalogSession session;
+	char	   *server = NULL;
+	TimestampTz reopen = ShardloadCircuitDeferral(batch->batch_id, &server);
+	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
+
+	if (reopen == 0)
+		return false;
+	values[0] = Int64GetDatum(batch->batch_id);
+	values[1] = TimestampTzGetDatum(reopen);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("UPDATE shardload.batch SET state = 'retry_wait', next_attempt_at = $2"
+					 " WHERE batch_id = $1", 2, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+	ereport(NOTICE,
+			(errmsg("batch %lld is deferred: the circuit of server \"%s\" is open",
+					(long long) batch->batch_id, server),
+			 errdetail("No attempt was used. The circuit lets a probe through at %s.",
+					   timestamptz_to_str(reopen))));
+	return true;
+}
+
+/*
+ * record_circuits
+ *	  Tell each server's circuit breaker how this attempt went with it.
+ */
+static void
+record_circuits(RunState *rs)
+{
+	List	   *seen = NIL;
+
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		ListCell   *lc;
+		bool		dup = false;
+
+		if (slice->shard == NULL || slice->was_committed || slice->deferred)
+			continue;
+		foreach(lc, seen)
+			if (strcmp(lfirst(lc), slice->shard) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		seen = lappend(seen, slice->shard);
+		if (slice->committed)
+			ShardloadCircuitRecord(slice->shard, true, NULL, NULL);
+		else if (slice->failure)
+			ShardloadCircuitRecord(slice->shard, false, slice->failure->sqlstate,
+								   slice->failure->message);
+	}
 }
 
 /*
@@ -246,7 +319,9 @@ load_batch(RunState *rs)
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 
-		rs->failure = failure_from_edata(edata, "ROUTE", NULL);
+		rs->failure = failure_from_edata(edata, rs->stage ? rs->stage : "ROUTE", NULL);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			rs->cancel = edata;	/* recorded first, then the caller gets it */
 		/* local slices loaded in this attempt were rolled back with it */
 		for (int i = 0; i < rs->nslices; i++)
 			if (rs->slices[i].local && !rs->slices[i].was_committed)
@@ -342,6 +417,7 @@ load_slices(RunState *rs)
 	}
 
 	/* local slices first, each on its own; foreign ones grouped by server */
+	rs->stage = "COPY";
 	for (int i = 0; i < rs->nslices; i++)
 	{
 		RunSlice   *slice = &rs->slices[i];
@@ -365,6 +441,18 @@ load_slices(RunState *rs)
 			Oid			serverid = GetForeignTable(slice->partition)->serverid;
 			StreamShard *sh = NULL;
 			ListCell   *sc;
+			TimestampTz reopen;
+			char	   *servername = GetForeignServer(serverid)->servername;
+
+			if (ShardloadCircuitOpen(servername, &reopen))
+			{
+				slice->shard = servername;
+				slice->deferred = true;
+				slice->failure = make_failure("CONNECT", servername, "08000",
+											  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
+													   servername, timestamptz_to_str(reopen)));
+				continue;
+			}
 
 			forboth(lc, servers, sc, shard_list)
 			{
@@ -565,6 +653,7 @@ record_outcome(RunState *rs)
 	char		nulls[12];
 
 	memset(&decision, 0, sizeof(decision));
+	record_circuits(rs);
 	ShardloadCatalogBegin(&session);
 	if (worst != NULL)
 		ShardloadClassify(&session, worst->sqlstate, &decision);

@@ -21,6 +21,8 @@ int			shardload_payload_retention = 7 * 24 * 3600;
 char	   *shardload_database = NULL;
 int			shardload_naptime = 5;
 int			shardload_max_workers = 2;
+int			shardload_circuit_failures = 5;
+int			shardload_circuit_cooldown = 30;
 
 void		_PG_init(void);
 
@@ -54,6 +56,20 @@ _PG_init(void)
 							&shardload_max_workers,
 							2, 1, 64,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.circuit_failures",
+							"Sets how many failures in a row to reach a shard open its circuit.",
+							NULL,
+							&shardload_circuit_failures,
+							5, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.circuit_cooldown",
+							"Sets how long an open circuit keeps slices away from its shard.",
+							NULL,
+							&shardload_circuit_cooldown,
+							30, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shardload");
 

@@ -29,6 +29,8 @@ extern int	shardload_payload_retention;	/* seconds */
 extern char *shardload_database;
 extern int	shardload_naptime;
 extern int	shardload_max_workers;
+extern int	shardload_circuit_failures;
+extern int	shardload_circuit_cooldown;	/* seconds */
 
 /* Failure classes, as stored in the catalog. */
 typedef enum ShardloadFailureType

@@ -223,10 +223,13 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
 					 " payload_bytes = $4, rows_rejected = $6 WHERE batch_id = $1",
 					 6, argtypes, values, NULL);
+	/* only the caller's own batches: another role's keys are not ours to show */
+	values[5] = ObjectIdGetDatum(GetUserId());
+	argtypes[5] = OIDOID;
 	ShardloadSpiExec("SELECT batch_id, batch_key FROM shardload.batch"
 					 " WHERE target = $5 AND content_hash = $2 AND batch_id <> $1"
-					 " ORDER BY batch_id LIMIT 1",
-					 5, argtypes, values, NULL);
+					 " AND owner = $6 ORDER BY batch_id LIMIT 1",
+					 6, argtypes, values, NULL);
 	if (cap->rejected > 0)
 		ereport(NOTICE,
 				(errmsg("%lld of %lld rows of batch %lld were rejected",

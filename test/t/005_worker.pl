@@ -10,7 +10,7 @@ use Test::More;
 use ShardloadCluster;
 
 my $coord = start_coordinator('coordinator', worker => 1,
-	conf => "shardload.max_workers = 2\nrestart_after_crash = on\n");
+	conf => "shardload.max_workers = 2\nrestart_after_crash = on\nshardload.circuit_cooldown = 2\n");
 my @shards = start_shards($coord, 3);
 stage_rows($coord, 'staging', 30000, 3);
 $coord->safe_psql('postgres',
