@@ -358,12 +358,31 @@ CREATE VIEW shardload.batches WITH (security_barrier) AS
 	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
 COMMENT ON VIEW shardload.batches IS 'every batch this role may see, with its state';
 
+/*
+ * Rows sent so far by running attempts, from the COPY progress slots of the
+ * backends running them (see copy_stream.c): visible to roles that may see
+ * those backends' progress (the same role, or pg_read_all_stats).
+ */
+CREATE VIEW shardload.progress AS
+	SELECT p.pid, p.param9 AS batch_id, (v.x >> 40)::int AS slice_no,
+		   v.x & 1099511627775 AS rows_sent, p.param1 AS bytes_sent, p.param2 AS bytes_total
+	FROM pg_catalog.pg_stat_get_progress_info('COPY') p,
+		 LATERAL (VALUES (p.param11), (p.param12), (p.param13), (p.param14), (p.param15),
+						 (p.param16), (p.param17), (p.param18), (p.param19), (p.param20)) AS v(x)
+	WHERE p.param9 > 0 AND v.x > 0
+	  AND p.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database());
+COMMENT ON VIEW shardload.progress IS 'rows each slice of a running attempt has sent so far';
+
 CREATE VIEW shardload.slices WITH (security_barrier) AS
 	SELECT s.batch_id, coalesce(s.partition_name, s.partition::text) AS partition, s.shard,
-		   s.rows, s.state, s.committed_at, s.rows_sent, s.bytes, s.slice_no,
-		   s.first_row_line, s.first_row_detail
+		   s.rows, s.state, s.committed_at,
+		   CASE WHEN s.state = 'committed' THEN s.rows
+				ELSE coalesce(live.rows_sent, 0) END AS rows_sent,
+		   s.bytes, s.slice_no, s.first_row_line, s.first_row_detail
 	FROM shardload.slice s
-	JOIN shardload.batches b USING (batch_id);
+	JOIN shardload.batches b USING (batch_id)
+	LEFT JOIN shardload.progress live
+		ON live.batch_id = s.batch_id AND live.slice_no = s.slice_no;
 COMMENT ON VIEW shardload.slices IS 'the slices (rows of a batch for one partition) and whether they are committed';
 
 CREATE VIEW shardload.attempts WITH (security_barrier) AS
@@ -430,7 +449,8 @@ COMMENT ON FUNCTION shardload.failure_record(bigint)
 
 GRANT USAGE ON SCHEMA shardload TO PUBLIC;
 GRANT SELECT ON shardload.batches, shardload.slices, shardload.attempts,
-	shardload.rejects, shardload.failures, shardload.jobs, shardload.shards TO PUBLIC;
+	shardload.rejects, shardload.failures, shardload.jobs, shardload.shards,
+	shardload.progress TO PUBLIC;
 GRANT SELECT ON shardload.retry_policy, shardload.error_rule, shardload.target_policy TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON shardload.retry_policy, shardload.error_rule,
 	shardload.target_policy TO shardload_admin;

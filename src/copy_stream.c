@@ -16,6 +16,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "commands/progress.h"
 #include "pgstat.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
@@ -43,6 +44,16 @@ typedef enum StreamState
 /* Data messages sent to one shard before the loop turns to the next. */
 #define MESSAGES_PER_TURN 16
 
+/*
+ * Progress goes to the backend's COPY progress slots (pg_stat_progress_copy
+ * shows the totals; shardload.slices the rows of each slice): bytes sent and
+ * total in the standard slots, the batch id in PROGRESS_BATCH_ID, and for
+ * the first PROGRESS_SLICES slices (slice_no << 40 | rows sent).
+ */
+#define PROGRESS_BATCH_ID	8
+#define PROGRESS_FIRST_SLICE 10
+#define PROGRESS_SLICES		10
+
 static void start_connect(StreamShard *sh);
 static bool step(StreamBatch *batch, StreamShard *sh);
 static bool step_connecting(StreamShard *sh);
@@ -59,6 +70,8 @@ static void wait_for_shards(StreamShard **shards, int nshards);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
+static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
+							int len);
 
 /*
  * ShardloadStreamSlices
@@ -69,6 +82,20 @@ static const char *stage_of(int state);
 void
 ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 {
+	int			slot = 0;
+	int64		bytes_total = 0;
+
+	for (int i = 0; i < nshards; i++)
+		for (int j = 0; j < shards[i]->nslices; j++)
+		{
+			shards[i]->slices[j]->progress_slot = slot < PROGRESS_SLICES ? slot++ : -1;
+			bytes_total += shards[i]->slices[j]->bytes;
+		}
+	pgstat_progress_start_command(PROGRESS_COMMAND_COPY, batch->target);
+	pgstat_progress_update_param(PROGRESS_COPY_COMMAND, PROGRESS_COPY_COMMAND_FROM);
+	pgstat_progress_update_param(PROGRESS_COPY_TYPE, PROGRESS_COPY_TYPE_CALLBACK);
+	pgstat_progress_update_param(PROGRESS_COPY_BYTES_TOTAL, bytes_total);
+	pgstat_progress_update_param(PROGRESS_BATCH_ID, batch->batch_id);
 	PG_TRY();
 	{
 		for (int i = 0; i < nshards; i++)
@@ -97,8 +124,31 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 	{
 		for (int i = 0; i < nshards; i++)
 			close_shard(shards[i]);
+		pgstat_progress_end_command();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * report_progress
+ *	  Count the rows in data just handed to libpq for slice.
+ */
+static void
+report_progress(StreamBatch *batch, StreamSlice *slice, const char *data, int len)
+{
+	const char *end = data + len;
+	int64		rows = 0;
+
+	for (const char *p = data; (p = memchr(p, '\n', end - p)) != NULL; p++)
+		rows++;
+	slice->rows_sent += rows;
+	if (slice->progress_slot >= 0)
+		pgstat_progress_update_param(PROGRESS_FIRST_SLICE + slice->progress_slot,
+									 ((int64) slice->slice_no << 40) | slice->rows_sent);
+	batch->bytes_sent += len;
+	batch->rows_sent += rows;
+	pgstat_progress_update_param(PROGRESS_COPY_BYTES_PROCESSED, batch->bytes_sent);
+	pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, batch->rows_sent);
 }
 
 /*
@@ -311,6 +361,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			sh->flush_pending = true;
 			break;
 		}
+		report_progress(batch, slice, VARDATA_ANY(sh->chunk) + sh->offset, len);
 		sh->offset += len;
 		progress = true;
 		rc = PQflush(sh->conn);

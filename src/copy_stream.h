@@ -18,11 +18,14 @@ typedef struct StreamSlice
 {
 	int			slice_no;
 	int64		rows;
+	int64		bytes;
 	char	   *remote_table;	/* quoted schema.table on the shard */
 	char	   *copy_sql;		/* COPY ... FROM STDIN with remote column names */
 	bool		committed;		/* loaded now, or found in the ledger */
 	bool		found_in_ledger;
 	ShardloadFailure *failure;
+	int64		rows_sent;		/* progress of this attempt */
+	int			progress_slot;	/* its progress parameter, -1 if none */
 } StreamSlice;
 
 /* One shard connection and the slices it carries (private fields below). */
@@ -50,6 +53,9 @@ typedef struct StreamShard
 typedef struct StreamBatch
 {
 	int64		batch_id;
+	Oid			target;			/* for progress reporting */
+	int64		bytes_sent;
+	int64		rows_sent;
 	const char *coordinator_id;
 	const char *content_hash;
 } StreamBatch;

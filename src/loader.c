@@ -50,6 +50,7 @@ typedef struct RunSlice
 	int			slice_no;
 	Oid			partition;
 	int64		rows;
+	int64		bytes;
 	bool		was_committed;	/* before this attempt */
 	bool		committed;
 	bool		local;
@@ -355,7 +356,7 @@ load_slices(RunState *rs)
 
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("SELECT slice_no, coalesce(partition::oid, 0), rows, state,"
-					 " first_row_line, first_row_detail"
+					 " first_row_line, first_row_detail, bytes"
 					 " FROM shardload.slice WHERE batch_id = $1 ORDER BY slice_no",
 					 1, argtypes, values, NULL);
 	rs->nslices = (int) SPI_processed;
@@ -371,6 +372,7 @@ load_slices(RunState *rs)
 		slice->committed = slice->was_committed;
 		slice->first_line = ShardloadSpiInt64(i, 5, NULL);
 		slice->first_detail = ShardloadSpiText(&session, i, 6);
+		slice->bytes = ShardloadSpiInt64(i, 7, NULL);
 	}
 	ShardloadCatalogEnd(&session);
 
@@ -513,7 +515,9 @@ load_slices(RunState *rs)
 		PG_END_TRY();
 	}
 
+	memset(&stream_batch, 0, sizeof(stream_batch));
 	stream_batch.batch_id = batch->batch_id;
+	stream_batch.target = batch->target;
 	stream_batch.coordinator_id = rs->coordinator_id;
 	stream_batch.content_hash = batch->content_hash;
 	ShardloadStreamSlices(&stream_batch, shards, nshards);
@@ -611,6 +615,7 @@ stream_slice_for(RunSlice *slice, ShardloadRouter *router)
 	}
 	ss->slice_no = slice->slice_no;
 	ss->rows = slice->rows;
+	ss->bytes = slice->bytes;
 	ss->remote_table = quote_qualified_identifier(schema_name, table_name);
 
 	initStringInfo(&sql);

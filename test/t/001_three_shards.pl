@@ -25,6 +25,10 @@ my ($h, $out, $err) = start_psql($coord, "CALL shardload.run($id);");
 ok($shards[1]->poll_query_until('postgres',
 		"SELECT coalesce(max(tuples_processed), 0) > 5000 FROM pg_stat_progress_copy"),
 	'shard 2 is half way through its COPY');
+# another session sees how far each slice got
+ok($coord->poll_query_until('postgres',
+		"SELECT rows_sent > 0 AND rows_sent < rows FROM shardload.slices WHERE batch_id = $id AND partition = 'public.sales_region_2'"),
+	'the slices view shows the progress of the running slice');
 $shards[1]->stop('immediate');
 $h->finish;
 like($$err, qr/batch 1 failed at stage COPY on server shard_2/, 'the run reports the lost shard');
