@@ -142,11 +142,13 @@ CREATE TABLE shardload.payload (
 	slice_no int NOT NULL,
 	chunk_no int NOT NULL,
 	data bytea NOT NULL,
+	line_numbers bytea,			-- on_error reject: each row's input line, int8 each
 	CONSTRAINT payload_pkey PRIMARY KEY (batch_id, slice_no, chunk_no),
 	CONSTRAINT payload_batch_fkey FOREIGN KEY (batch_id)
 		REFERENCES shardload.batch (batch_id) ON DELETE CASCADE
 );
 ALTER TABLE shardload.payload ALTER COLUMN data SET STORAGE EXTERNAL;
+ALTER TABLE shardload.payload ALTER COLUMN line_numbers SET STORAGE EXTERNAL;
 COMMENT ON TABLE shardload.payload IS 'captured rows of each batch until the retention period after it finished';
 
 CREATE TABLE shardload.slice (
@@ -157,6 +159,7 @@ CREATE TABLE shardload.slice (
 	shard text,
 	rows bigint NOT NULL DEFAULT 0,
 	bytes bigint NOT NULL DEFAULT 0,
+	rows_rejected bigint NOT NULL DEFAULT 0,
 	state text NOT NULL DEFAULT 'pending',
 	rows_sent bigint NOT NULL DEFAULT 0,
 	first_row_line bigint,
@@ -202,6 +205,8 @@ CREATE TABLE shardload.reject (
 	sqlstate text NOT NULL,
 	message text NOT NULL,
 	raw_row text,
+	slice_no int,				-- set for rows the shard refused
+	slice_line bigint,			-- their line within the slice
 	CONSTRAINT reject_pkey PRIMARY KEY (batch_id, line),
 	CONSTRAINT reject_batch_fkey FOREIGN KEY (batch_id)
 		REFERENCES shardload.batch (batch_id) ON DELETE CASCADE
@@ -378,7 +383,7 @@ CREATE VIEW shardload.slices WITH (security_barrier) AS
 		   s.rows, s.state, s.committed_at,
 		   CASE WHEN s.state = 'committed' THEN s.rows
 				ELSE coalesce(live.rows_sent, 0) END AS rows_sent,
-		   s.bytes, s.slice_no, s.first_row_line, s.first_row_detail
+		   s.bytes, s.slice_no, s.first_row_line, s.first_row_detail, s.rows_rejected
 	FROM shardload.slice s
 	JOIN shardload.batches b USING (batch_id)
 	LEFT JOIN shardload.progress live
@@ -394,7 +399,8 @@ CREATE VIEW shardload.attempts WITH (security_barrier) AS
 COMMENT ON VIEW shardload.attempts IS 'every attempt to run a batch, with its outcome';
 
 CREATE VIEW shardload.rejects WITH (security_barrier) AS
-	SELECT r.batch_id, r.line, r.sqlstate, r.message, r.raw_row
+	SELECT r.batch_id, r.line, r.sqlstate, r.message, r.raw_row,
+		   CASE WHEN r.slice_no IS NULL THEN 'coordinator' ELSE 'shard' END AS found_by
 	FROM shardload.reject r
 	JOIN shardload.batches b USING (batch_id);
 COMMENT ON VIEW shardload.rejects IS 'rows that could not be loaded, with the reason';

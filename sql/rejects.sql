@@ -55,6 +55,34 @@ SELECT line, sqlstate, message, raw_row FROM shardload.rejects WHERE batch_id = 
 CALL shardload.run(:q);
 SELECT state, rows_loaded, rows_rejected FROM shardload.batches WHERE batch_id = :q;
 
+-- ==== rows only the shard can judge: its CHECK constraint ====
+\c regress_rej_a
+ALTER TABLE readings_1 ADD CONSTRAINT value_not_negative CHECK (value >= 0);
+\c :coord
+SELECT shardload.submit_csv('readings', 'shard-rej-1', $$40,1,1.00,2026-11-01
+41,1,-1.00,2026-11-01
+42,2,-2.00,2026-11-01
+43,1,3.00,2026-11-01
+44,1,-4.00,2026-11-01
+45,1,5.00,2026-11-01
+$$, on_error => 'reject', reject_limit => 3) AS s \gset
+CALL shardload.run(:s);
+SELECT state, rows_total, rows_loaded, rows_rejected FROM shardload.batches WHERE batch_id = :s;
+SELECT line, sqlstate, found_by, message, raw_row FROM shardload.rejects WHERE batch_id = :s ORDER BY line;
+SELECT partition, rows, rows_rejected, state FROM shardload.slices WHERE batch_id = :s ORDER BY partition;
+SELECT id, value FROM readings WHERE id BETWEEN 40 AND 49 ORDER BY id;
+
+-- more refusals than reject_limit: the slice fails, the other slices are kept
+SELECT shardload.submit_csv('readings', 'shard-rej-2', $$50,1,-1.00,2026-11-01
+51,1,-2.00,2026-11-01
+52,2,2.00,2026-11-01
+53,1,3.00,2026-11-01
+$$, on_error => 'reject', reject_limit => 1) AS t \gset
+CALL shardload.run(:t);
+SELECT state, rows_loaded, rows_rejected, last_failure_type, last_reason FROM shardload.batches WHERE batch_id = :t;
+SELECT partition, state FROM shardload.slices WHERE batch_id = :t ORDER BY partition;
+SELECT id FROM readings WHERE id BETWEEN 50 AND 59 ORDER BY id;
+
 -- with on_error => 'stop' (the default) a bad key stops the submission
 SELECT shardload.submit_csv('readings', 'csv-stop-1', E'30,one,1,2026-11-30\n');
 

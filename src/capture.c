@@ -43,7 +43,10 @@ CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 	cap->nslices = router->nparts + 1;
 	cap->slices = palloc0(sizeof(CaptureSlice) * cap->nslices);
 	for (int i = 0; i < cap->nslices; i++)
+	{
 		initStringInfo(&cap->slices[i].buf);
+		initStringInfo(&cap->slices[i].lines);
+	}
 	initStringInfo(&cap->line);
 	cap->hash = pg_cryptohash_create(PG_SHA256);
 	if (cap->hash == NULL || pg_cryptohash_init(cap->hash) < 0)
@@ -166,6 +169,8 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 	if (!cap->write_payload)
 		return;
 	appendBinaryStringInfo(&slice->buf, cap->line.data, cap->line.len);
+	if (cap->reject_mode)
+		appendBinaryStringInfo(&slice->lines, (char *) &line_no, sizeof(int64));
 	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
 		flush_slice(cap, slice_no);
 }
@@ -184,7 +189,7 @@ reject_row(Capture *cap, int64 line_no, const char *sqlstate, const char *messag
 	if (cap->raw_line == NULL)
 		cap->line.data[--cap->line.len] = '\0';	/* drop the newline */
 	ShardloadRecordReject(cap->batch_id, line_no, sqlstate, message,
-						  cap->raw_line ? cap->raw_line : cap->line.data);
+						  cap->raw_line ? cap->raw_line : cap->line.data, 0, 0);
 }
 
 /*
@@ -196,8 +201,9 @@ flush_slice(Capture *cap, int slice_no)
 {
 	CaptureSlice *slice = &cap->slices[slice_no];
 	ShardloadCatalogSession session;
-	Oid			argtypes[4] = {INT8OID, INT4OID, INT4OID, BYTEAOID};
-	Datum		values[4];
+	Oid			argtypes[5] = {INT8OID, INT4OID, INT4OID, BYTEAOID, BYTEAOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', 'n'};
 	bytea	   *data;
 
 	if (slice->buf.len == 0)
@@ -209,10 +215,20 @@ flush_slice(Capture *cap, int slice_no)
 	values[1] = Int32GetDatum(slice_no);
 	values[2] = Int32GetDatum(slice->next_chunk);
 	values[3] = PointerGetDatum(data);
+	if (cap->reject_mode)
+	{
+		bytea	   *lines = palloc(VARHDRSZ + slice->lines.len);
+
+		SET_VARSIZE(lines, VARHDRSZ + slice->lines.len);
+		memcpy(VARDATA(lines), slice->lines.data, slice->lines.len);
+		values[4] = PointerGetDatum(lines);
+		nulls[4] = ' ';
+		resetStringInfo(&slice->lines);
+	}
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data)"
-					 " VALUES ($1, $2, $3, $4)", 4, argtypes, values, NULL);
+	ShardloadSpiExec("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data, line_numbers)"
+					 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
 	ShardloadCatalogEnd(&session);
 
 	pfree(data);

@@ -18,6 +18,7 @@
 typedef struct CaptureSlice
 {
 	StringInfoData buf;
+	StringInfoData lines;		/* reject mode: int64 input line per row */
 	int64		rows;
 	int64		bytes;
 	int			next_chunk;

@@ -26,6 +26,7 @@
 #include "copy_stream.h"
 #include "ledger.h"
 #include "payload.h"
+#include "reject.h"
 
 typedef enum StreamState
 {
@@ -70,6 +71,8 @@ static void wait_for_shards(StreamShard **shards, int nshards);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
+static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static bytea *skip_lines(StreamSlice *slice, bytea *chunk);
 static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
 							int len);
 
@@ -330,6 +333,8 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 				pfree(sh->chunk);
 			sh->chunk = ShardloadPayloadChunk(batch->batch_id, slice->slice_no, sh->chunk_no++);
 			sh->offset = 0;
+			if (sh->chunk && slice->nskip > 0)
+				sh->chunk = skip_lines(slice, sh->chunk);
 			if (sh->chunk == NULL)
 			{
 				rc = PQputCopyEnd(sh->conn, NULL);
@@ -473,7 +478,8 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 		case STREAM_COPY_START:
 			if (error)
 			{
-				fail_slice(sh, error);
+				if (!try_reject(batch, sh, error))
+					fail_slice(sh, error);
 				break;
 			}
 			if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
@@ -482,6 +488,8 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 				break;
 			}
 			sh->state = STREAM_COPYING;
+			slice->line_base = 0;
+			slice->rows_sent = 0;
 			sh->chunk_no = 0;
 			sh->offset = 0;
 			sh->chunk = NULL;
@@ -490,9 +498,13 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 
 		case STREAM_COPY_END:
 			if (error)
-				fail_slice(sh, error);
+			{
+				if (!try_reject(batch, sh, error))
+					fail_slice(sh, error);
+			}
 			else
-				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table, slice->rows),
+				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table,
+														slice->rows - slice->nskip),
 						   STREAM_COMMIT);
 			break;
 
@@ -515,6 +527,11 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			break;
 
 		case STREAM_ROLLBACK:
+			if (sh->retry_slice)
+			{
+				sh->retry_slice = false;
+				sh->current--;	/* the same slice again, without its bad rows */
+			}
 			start_next_slice(batch, sh);
 			break;
 
@@ -653,6 +670,7 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
 	f->shard = pstrdup(shard);
 	strlcpy(f->sqlstate, sqlstate ? sqlstate : "XX000", sizeof(f->sqlstate));
 	f->message = msg.data;
+	f->context = context ? pstrdup(context) : NULL;
 	f->schema = schema ? pstrdup(schema) : NULL;
 	f->constraint = constraint ? pstrdup(constraint) : NULL;
 	return f;
@@ -747,4 +765,118 @@ stage_of(int state)
 		default:
 			return "COPY";
 	}
+}
+
+/*
+ * StreamSliceSkip
+ *	  Do not send line slice_line (1-based) of the slice any more.
+ */
+void
+StreamSliceSkip(StreamSlice *slice, int64 slice_line)
+{
+	int			i;
+
+	if (slice->nskip == slice->maxskip)
+	{
+		slice->maxskip = Max(16, slice->maxskip * 2);
+		slice->skip = slice->skip ? repalloc(slice->skip, sizeof(int64) * slice->maxskip)
+			: palloc(sizeof(int64) * slice->maxskip);
+	}
+	for (i = slice->nskip; i > 0 && slice->skip[i - 1] > slice_line; i--)
+		slice->skip[i] = slice->skip[i - 1];
+	slice->skip[i] = slice_line;
+	slice->nskip++;
+}
+
+/*
+ * skip_lines
+ *	  The chunk without the slice's skipped lines (frees the original).
+ */
+static bytea *
+skip_lines(StreamSlice *slice, bytea *chunk)
+{
+	const char *p = VARDATA_ANY(chunk);
+	const char *end = p + VARSIZE_ANY_EXHDR(chunk);
+	StringInfoData out;
+	bytea	   *result;
+	int			next = 0;
+
+	/* skip entries before this chunk */
+	while (next < slice->nskip && slice->skip[next] <= slice->line_base)
+		next++;
+	initStringInfo(&out);
+	while (p < end)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+
+		nl = nl ? nl + 1 : end;
+		slice->line_base++;
+		if (next < slice->nskip && slice->skip[next] == slice->line_base)
+			next++;
+		else
+			appendBinaryStringInfo(&out, p, nl - p);
+		p = nl;
+	}
+	result = palloc(VARHDRSZ + out.len);
+	SET_VARSIZE(result, VARHDRSZ + out.len);
+	memcpy(VARDATA(result), out.data, out.len);
+	pfree(out.data);
+	pfree(chunk);
+	return result;
+}
+
+/*
+ * try_reject
+ *	  on_error reject: a data error the shard raised at one line of the
+ *	  COPY sets that row aside in shardload.reject and the slice is sent
+ *	  again without it, in a new remote transaction.  Each refused row costs
+ *	  one resend of its slice, so shard-side rejects are for the few rows
+ *	  only the shard can judge (its CHECK constraints, triggers, keys);
+ *	  rows of the wrong type were set aside at capture.  False (fail the
+ *	  slice) when the error is not about one row or the budget is spent.
+ */
+static bool
+try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
+{
+	StreamSlice *slice = sh->slices[sh->current];
+	const char *at;
+	int64		line;
+	int64		line_no;
+	char	   *raw_row;
+	char	   *primary;
+	char	   *newline;
+
+	if (!slice->reject_mode || error->context == NULL ||
+		(strncmp(error->sqlstate, "22", 2) != 0 && strncmp(error->sqlstate, "23", 2) != 0) ||
+		PQstatus(sh->conn) != CONNECTION_OK)
+		return false;
+	at = strstr(error->context, ", line ");
+	if (at == NULL || (line = strtoll(at + 7, NULL, 10)) <= 0)
+		return false;
+	/* the shard counts the lines it was sent; count the skipped ones too */
+	for (int i = 0; i < slice->nskip; i++)
+		if (slice->skip[i] <= line)
+			line++;
+	if (batch->reject_budget <= 0)
+	{
+		error->sqlstate[0] = '\0';
+		strlcpy(error->sqlstate, "22000", sizeof(error->sqlstate));
+		error->message = psprintf("more rows were rejected than the batch's reject_limit allows\n"
+								  "DETAIL:  The last one, line %lld of the slice: %s",
+								  (long long) line, error->message);
+		return false;
+	}
+	if (!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
+		return false;
+	primary = pstrdup(error->message);
+	if ((newline = strchr(primary, '\n')) != NULL)
+		*newline = '\0';
+	ShardloadRecordReject(batch->batch_id, line_no, error->sqlstate,
+						  psprintf("%s (on server \"%s\")", primary, sh->params->servername),
+						  raw_row, slice->slice_no, line);
+	StreamSliceSkip(slice, line);
+	batch->reject_budget--;
+	sh->retry_slice = true;
+	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+	return true;
 }

@@ -26,6 +26,13 @@ typedef struct StreamSlice
 	ShardloadFailure *failure;
 	int64		rows_sent;		/* progress of this attempt */
 	int			progress_slot;	/* its progress parameter, -1 if none */
+
+	/* on_error reject: rows the shard refused are set aside, slice resent */
+	bool		reject_mode;
+	int			nskip;
+	int			maxskip;
+	int64	   *skip;			/* sorted slice lines (1-based) not to send */
+	int64		line_base;		/* lines in the chunks sent before this one */
 } StreamSlice;
 
 /* One shard connection and the slices it carries (private fields below). */
@@ -46,6 +53,7 @@ typedef struct StreamShard
 	bytea	   *chunk;
 	int			offset;
 	PGresult   *result;			/* last result of the query in flight */
+	bool		retry_slice;	/* after the ROLLBACK, send the slice again */
 	ShardloadFailure *error;	/* first error of the query in flight */
 } StreamShard;
 
@@ -56,10 +64,12 @@ typedef struct StreamBatch
 	Oid			target;			/* for progress reporting */
 	int64		bytes_sent;
 	int64		rows_sent;
+	int64		reject_budget;	/* rows the shards may still refuse */
 	const char *coordinator_id;
 	const char *content_hash;
 } StreamBatch;
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
+extern void StreamSliceSkip(StreamSlice *slice, int64 slice_line);
 
 #endif							/* SHARDLOAD_COPY_STREAM_H */

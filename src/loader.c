@@ -58,6 +58,7 @@ typedef struct RunSlice
 	int64		first_line;
 	char	   *first_detail;
 	bool		deferred;		/* its server's circuit is open */
+	struct StreamSlice *stream; /* foreign slices: what the stream made of it */
 	ShardloadFailure *failure;
 } RunSlice;
 
@@ -85,6 +86,8 @@ static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
 static void load_local_slice(RunState *rs, RunSlice *slice, List *column_names);
 static StreamSlice *stream_slice_for(RunSlice *slice, ShardloadRouter *router);
+static void skip_known_rejects(int64 batch_id, StreamSlice *ss);
+static int64 count_rejects(int64 batch_id);
 static void record_outcome(RunState *rs);
 static ShardloadFailure *make_failure(const char *stage, const char *shard,
 									  const char *sqlstate, const char *message);
@@ -469,7 +472,13 @@ load_slices(RunState *rs)
 				shard_list = lappend(shard_list, sh);
 			}
 			slice->shard = GetForeignServer(serverid)->servername;
-			sh->slices[sh->nslices++] = stream_slice_for(slice, router);
+			slice->stream = stream_slice_for(slice, router);
+			if (strcmp(batch->on_error, "reject") == 0)
+			{
+				slice->stream->reject_mode = true;
+				skip_known_rejects(batch->batch_id, slice->stream);
+			}
+			sh->slices[sh->nslices++] = slice->stream;
 		}
 		else
 			slice->failure = make_failure("ROUTE", NULL, "0A000",
@@ -516,6 +525,7 @@ load_slices(RunState *rs)
 	}
 
 	memset(&stream_batch, 0, sizeof(stream_batch));
+	stream_batch.reject_budget = batch->reject_limit - count_rejects(batch->batch_id);
 	stream_batch.batch_id = batch->batch_id;
 	stream_batch.target = batch->target;
 	stream_batch.coordinator_id = rs->coordinator_id;
@@ -640,6 +650,49 @@ stream_slice_for(RunSlice *slice, ShardloadRouter *router)
 }
 
 /*
+ * skip_known_rejects
+ *	  Rows the shard refused in earlier attempts are not sent again.
+ */
+static void
+skip_known_rejects(int64 batch_id, StreamSlice *ss)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(batch_id);
+	values[1] = Int32GetDatum(ss->slice_no);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT slice_line FROM shardload.reject"
+					 " WHERE batch_id = $1 AND slice_no = $2 ORDER BY slice_line",
+					 2, argtypes, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(session.outer);
+
+		StreamSliceSkip(ss, ShardloadSpiInt64(i, 1, NULL));
+		MemoryContextSwitchTo(old);
+	}
+	ShardloadCatalogEnd(&session);
+}
+
+static int64
+count_rejects(int64 batch_id)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch_id)};
+	int64		n;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT count(*) FROM shardload.reject WHERE batch_id = $1",
+					 1, argtypes, values, NULL);
+	n = ShardloadSpiInt64(0, 1, NULL);
+	ShardloadCatalogEnd(&session);
+	return n;
+}
+
+/*
  * record_outcome
  *	  Store slice states, the attempt's outcome and the batch's next state;
  *	  tell the caller how it went.
@@ -676,10 +729,19 @@ record_outcome(RunState *rs)
 		else
 			snulls[2] = 'n';
 		if (slice->committed)
+		{
+			Oid			ctypes[4] = {INT8OID, INT4OID, TEXTOID, INT8OID};
+			char		cnulls[4] = {' ', ' ', snulls[2], ' '};
+			Datum		cvalues[4] = {values[0], values[1], values[2],
+			Int64GetDatum(slice->stream ? slice->stream->nskip : 0)};
+
+			/* a slice found in the ledger keeps the count it was loaded with */
 			ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
-							 " committed_at = coalesce(committed_at, now()), shard = $3"
+							 " committed_at = coalesce(committed_at, now()), shard = $3,"
+							 " rows_rejected = CASE WHEN $4 > 0 THEN $4 ELSE rows_rejected END"
 							 " WHERE batch_id = $1 AND slice_no = $2",
-							 3, argtypes, values, snulls);
+							 4, ctypes, cvalues, cnulls);
+		}
 		else if (slice->failure)
 		{
 			nfailed++;
@@ -741,8 +803,9 @@ record_outcome(RunState *rs)
 					 " next_attempt_at = clock_timestamp() + make_interval(secs => $11),"
 					 " finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'quarantined', 'dead')"
 					 "  THEN clock_timestamp() END,"
-					 " rows_loaded = (SELECT coalesce(sum(s.rows), 0) FROM shardload.slice s"
-					 "  WHERE s.batch_id = $1 AND s.state = 'committed')"
+					 " rows_loaded = (SELECT coalesce(sum(s.rows - s.rows_rejected), 0)"
+					 "  FROM shardload.slice s WHERE s.batch_id = $1 AND s.state = 'committed'),"
+					 " rows_rejected = (SELECT count(*) FROM shardload.reject r WHERE r.batch_id = $1)"
 					 " WHERE batch_id = $1",
 					 12, argtypes, values, nulls);
 	ShardloadCatalogEnd(&session);

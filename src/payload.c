@@ -67,6 +67,77 @@ ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
 }
 
 /*
+ * ShardloadPayloadLine
+ *	  The slice_line-th row (1-based) of a slice: its input line number
+ *	  (if the batch kept them, else 0) and its COPY text.  False if the
+ *	  slice is shorter.  Reads the slice's chunks from the start.
+ */
+bool
+ShardloadPayloadLine(int64 batch_id, int slice_no, int64 slice_line, int64 *line_no,
+					 char **raw_row)
+{
+	int64		seen = 0;
+
+	for (int chunk_no = 0;; chunk_no++)
+	{
+		ShardloadCatalogSession session;
+		Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+		Datum		values[3];
+		bool		isnull;
+		bytea	   *data;
+		bytea	   *lines = NULL;
+		const char *p;
+		const char *end;
+
+		values[0] = Int64GetDatum(batch_id);
+		values[1] = Int32GetDatum(slice_no);
+		values[2] = Int32GetDatum(chunk_no);
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("SELECT data, line_numbers FROM shardload.payload"
+						 " WHERE batch_id = $1 AND slice_no = $2 AND chunk_no = $3",
+						 3, argtypes, values, NULL);
+		if (SPI_processed != 1)
+		{
+			ShardloadCatalogEnd(&session);
+			return false;
+		}
+		{
+			MemoryContext old = MemoryContextSwitchTo(session.outer);
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			data = DatumGetByteaPCopy(d);
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				lines = DatumGetByteaPCopy(d);
+			MemoryContextSwitchTo(old);
+		}
+		ShardloadCatalogEnd(&session);
+
+		p = VARDATA_ANY(data);
+		end = p + VARSIZE_ANY_EXHDR(data);
+		for (int64 row = 0; p < end; row++)
+		{
+			const char *nl = memchr(p, '\n', end - p);
+
+			if (nl == NULL)
+				nl = end;
+			if (++seen == slice_line)
+			{
+				*raw_row = pnstrdup(p, nl - p);
+				*line_no = 0;
+				if (lines && (row + 1) * (int64) sizeof(int64) <= (int64) VARSIZE_ANY_EXHDR(lines))
+					memcpy(line_no, VARDATA_ANY(lines) + row * sizeof(int64), sizeof(int64));
+				return true;
+			}
+			p = nl + 1;
+		}
+		pfree(data);
+		if (lines)
+			pfree(lines);
+	}
+}
+
+/*
  * local_copy_source
  *	  COPY data source callback: the slice's chunks one after another.
  */

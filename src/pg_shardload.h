@@ -51,6 +51,7 @@ typedef struct ShardloadFailure
 	char	   *shard;			/* foreign server name, NULL if local */
 	char		sqlstate[6];
 	char	   *message;		/* primary message plus detail */
+	char	   *context;		/* the server's CONTEXT, if any */
 	char	   *schema;			/* of the table/constraint, if the server said */
 	char	   *constraint;
 } ShardloadFailure;

@@ -158,19 +158,26 @@ input_parses(RowChecker *checker, int col, const char *value, char *sqlstate,
  */
 void
 ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
-					  const char *message, const char *raw_row)
+					  const char *message, const char *raw_row,
+					  int slice_no, int64 slice_line)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
+	Oid			argtypes[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int64GetDatum(line);
 	values[2] = CStringGetTextDatum(sqlstate);
 	values[3] = CStringGetTextDatum(message);
 	values[4] = CStringGetTextDatum(raw_row);
+	values[5] = Int32GetDatum(slice_no);
+	values[6] = Int64GetDatum(slice_line);
+	if (slice_line <= 0)
+		nulls[5] = nulls[6] = 'n';
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.reject (batch_id, line, sqlstate, message, raw_row)"
-					 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, NULL);
+	ShardloadSpiExec("INSERT INTO shardload.reject (batch_id, line, sqlstate, message, raw_row,"
+					 " slice_no, slice_line) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					 7, argtypes, values, nulls);
 	ShardloadCatalogEnd(&session);
 }

@@ -28,6 +28,7 @@ extern RowChecker *RowCheckerCreate(ShardloadRouter *router, Oid *source_types);
 extern bool RowCheckerCheck(RowChecker *checker, char **values, char *sqlstate,
 							char **message);
 extern void ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
-								  const char *message, const char *raw_row);
+								  const char *message, const char *raw_row,
+								  int slice_no, int64 slice_line);
 
 #endif							/* SHARDLOAD_REJECT_H */
