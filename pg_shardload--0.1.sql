@@ -142,7 +142,7 @@ CREATE TABLE shardload.payload (
 	slice_no int NOT NULL,
 	chunk_no int NOT NULL,
 	data bytea NOT NULL,
-	line_numbers bytea,			-- on_error reject: each row's input line, int8 each
+	line_numbers bytea,			-- each row's input line, int8 each
 	CONSTRAINT payload_pkey PRIMARY KEY (batch_id, slice_no, chunk_no),
 	CONSTRAINT payload_batch_fkey FOREIGN KEY (batch_id)
 		REFERENCES shardload.batch (batch_id) ON DELETE CASCADE

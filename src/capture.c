@@ -169,8 +169,8 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 	if (!cap->write_payload)
 		return;
 	appendBinaryStringInfo(&slice->buf, cap->line.data, cap->line.len);
-	if (cap->reject_mode)
-		appendBinaryStringInfo(&slice->lines, (char *) &line_no, sizeof(int64));
+	/* each row's input line, so errors on a shard can name it */
+	appendBinaryStringInfo(&slice->lines, (char *) &line_no, sizeof(int64));
 	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
 		flush_slice(cap, slice_no);
 }
@@ -215,7 +215,6 @@ flush_slice(Capture *cap, int slice_no)
 	values[1] = Int32GetDatum(slice_no);
 	values[2] = Int32GetDatum(slice->next_chunk);
 	values[3] = PointerGetDatum(data);
-	if (cap->reject_mode)
 	{
 		bytea	   *lines = palloc(VARHDRSZ + slice->lines.len);
 

@@ -72,6 +72,8 @@ static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static int64 failing_slice_line(StreamSlice *slice, ShardloadFailure *error);
+static void name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error);
 static bytea *skip_lines(StreamSlice *slice, bytea *chunk);
 static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
 							int len);
@@ -479,7 +481,10 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			if (error)
 			{
 				if (!try_reject(batch, sh, error))
+				{
+					name_input_line(batch, slice, error);
 					fail_slice(sh, error);
+				}
 				break;
 			}
 			if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
@@ -500,7 +505,10 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			if (error)
 			{
 				if (!try_reject(batch, sh, error))
+				{
+					name_input_line(batch, slice, error);
 					fail_slice(sh, error);
+				}
 			}
 			else
 				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table,
@@ -839,7 +847,6 @@ static bool
 try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 {
 	StreamSlice *slice = sh->slices[sh->current];
-	const char *at;
 	int64		line;
 	int64		line_no;
 	char	   *raw_row;
@@ -850,13 +857,8 @@ try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 		(strncmp(error->sqlstate, "22", 2) != 0 && strncmp(error->sqlstate, "23", 2) != 0) ||
 		PQstatus(sh->conn) != CONNECTION_OK)
 		return false;
-	at = strstr(error->context, ", line ");
-	if (at == NULL || (line = strtoll(at + 7, NULL, 10)) <= 0)
+	if ((line = failing_slice_line(slice, error)) <= 0)
 		return false;
-	/* the shard counts the lines it was sent; count the skipped ones too */
-	for (int i = 0; i < slice->nskip; i++)
-		if (slice->skip[i] <= line)
-			line++;
 	if (batch->reject_budget <= 0)
 	{
 		error->sqlstate[0] = '\0';
@@ -879,4 +881,45 @@ try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 	sh->retry_slice = true;
 	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 	return true;
+}
+
+/*
+ * failing_slice_line
+ *	  The slice line (1-based, skipped lines counted) that a shard's COPY
+ *	  error names in its context ("COPY t, line N..."), or 0.
+ */
+static int64
+failing_slice_line(StreamSlice *slice, ShardloadFailure *error)
+{
+	const char *at;
+	int64		line;
+
+	if (error->context == NULL || (at = strstr(error->context, ", line ")) == NULL ||
+		(line = strtoll(at + 7, NULL, 10)) <= 0)
+		return 0;
+	/* the shard counts the lines it was sent; count the skipped ones too */
+	for (int i = 0; i < slice->nskip; i++)
+		if (slice->skip[i] <= line)
+			line++;
+	return line;
+}
+
+/*
+ * name_input_line
+ *	  The shard names the failing row by its line in the slice; add the
+ *	  line of the batch's input it came from.
+ */
+static void
+name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error)
+{
+	int64		line = failing_slice_line(slice, error);
+	int64		input_line;
+	char	   *raw_row;
+
+	if (line <= 0 ||
+		!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &input_line, &raw_row) ||
+		input_line <= 0)
+		return;
+	error->message = psprintf("%s\nDETAIL:  The row is line %lld of the batch's input.",
+							  error->message, (long long) input_line);
 }
