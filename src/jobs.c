@@ -25,6 +25,7 @@
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "subxact.h"
 
 /* At most this many missed ticks are loaded in one go. */
 #define MAX_CATCH_UP_TICKS 1000
@@ -47,6 +48,7 @@ typedef struct Job
 static void run_job(Job *job, TimestampTz now);
 static bool submit_tick(Job *job, TimestampTz tick, TimestampTz prev);
 static char *tick_key(const char *job_name, TimestampTz tick);
+static void submit_tick_step(void *arg);
 
 /*
  * ShardloadScheduleJob
@@ -138,12 +140,12 @@ ShardloadUnscheduleJob(const char *name)
 	}
 	owner = (Oid) ShardloadSpiInt64(0, 1, NULL);
 	ShardloadCatalogEnd(&session);
-	{
-		ShardloadBatch fake = {.batch_id = 0,.owner = owner};
-
-		if (owner != GetUserId())
-			ShardloadCheckBatchAccess(&fake);
-	}
+	if (owner != GetUserId() && !ShardloadIsAdmin(GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for job \"%s\"", name),
+				 errdetail("The job belongs to role \"%s\".", GetUserNameFromId(owner, true)),
+				 errhint("Only the role that scheduled a job or members of \"shardload_admin\" may remove it.")));
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("DELETE FROM shardload.job WHERE job_name = $1", 1, argtypes, values, NULL);
 	ShardloadCatalogEnd(&session);
@@ -247,6 +249,14 @@ run_job(Job *job, TimestampTz now)
 	}
 }
 
+/* What submit_tick_step needs. */
+typedef struct TickStep
+{
+	Job		   *job;
+	TimestampTz tick;
+	TimestampTz prev;
+} TickStep;
+
 /*
  * submit_tick
  *	  One tick's batch and the job's new last_tick, together, as the job's
@@ -255,80 +265,65 @@ run_job(Job *job, TimestampTz now)
 static bool
 submit_tick(Job *job, TimestampTz tick, TimestampTz prev)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner resowner = CurrentResourceOwner;
+	TickStep	step = {job, tick, prev};
+	ErrorData  *edata = ShardloadTryStep(submit_tick_step, &step);
+	ShardloadCatalogSession session;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (edata == NULL)
+		return true;
+	ereport(WARNING,
+			(errmsg("could not submit tick %s of job \"%s\": %s",
+					timestamptz_to_str(tick), job->name, edata->message)));
+	values[0] = CStringGetTextDatum(job->name);
+	values[1] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
+											 edata->message));
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("UPDATE shardload.job SET last_error = $2 WHERE job_name = $1",
+					 2, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+	return false;
+}
+
+static void
+submit_tick_step(void *arg)
+{
+	TickStep   *step = arg;
+	Job		   *job = step->job;
+	ShardloadSubmitArgs args;
+	ShardloadCatalogSession session;
+	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[3];
 	Oid			saved_user;
 	int			saved_context;
-	bool		ok = true;
-	ShardloadCatalogSession session;
-	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', 'n'};
+
+	memset(&args, 0, sizeof(args));
+	args.target = job->target;
+	args.batch_key = tick_key(job->name, step->tick);
+	args.source = job->source_query;
+	args.source_kind = "query";
+	args.policy = job->policy;
+	args.on_error = job->on_error;
+	args.reject_limit = job->reject_limit;
+	args.tenant = job->tenant;
+	args.format = "csv";
+	args.has_ticks = true;
+	args.ticks[0] = TimestampTzGetDatum(step->tick);
+	args.ticks[1] = TimestampTzGetDatum(step->prev);
+
+	/* an error rolls the subtransaction back, which restores the user too */
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	values[2] = Int64GetDatum(ShardloadSubmit(&args));
+	SetUserIdAndSecContext(saved_user, saved_context);
 
 	values[0] = CStringGetTextDatum(job->name);
-	values[1] = TimestampTzGetDatum(tick);
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ShardloadSubmitArgs args;
-		int64		batch_id;
-
-		memset(&args, 0, sizeof(args));
-		args.target = job->target;
-		args.batch_key = tick_key(job->name, tick);
-		args.source = job->source_query;
-		args.source_kind = "query";
-		args.policy = job->policy;
-		args.on_error = job->on_error;
-		args.reject_limit = job->reject_limit;
-		args.tenant = job->tenant;
-		args.format = "csv";
-		args.has_ticks = true;
-		args.ticks[0] = TimestampTzGetDatum(tick);
-		args.ticks[1] = TimestampTzGetDatum(prev);
-
-		SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-		batch_id = ShardloadSubmit(&args);
-		SetUserIdAndSecContext(saved_user, saved_context);
-
-		values[2] = Int64GetDatum(batch_id);
-		nulls[2] = ' ';
-		ShardloadCatalogBegin(&session);
-		ShardloadSpiExec("UPDATE shardload.job SET last_tick = $2, last_batch_id = $3,"
-						 " last_error = $4 WHERE job_name = $1", 4, argtypes, values, nulls);
-		ShardloadCatalogEnd(&session);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
-		SetUserIdAndSecContext(saved_user, saved_context);
-		ereport(WARNING,
-				(errmsg("could not submit tick %s of job \"%s\": %s",
-						timestamptz_to_str(tick), job->name, edata->message)));
-		values[3] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
-												 edata->message));
-		nulls[2] = 'n';
-		nulls[3] = ' ';
-		ShardloadCatalogBegin(&session);
-		ShardloadSpiExec("UPDATE shardload.job SET last_error = $4 WHERE job_name = $1",
-						 4, argtypes, values, nulls);
-		ShardloadCatalogEnd(&session);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	values[1] = TimestampTzGetDatum(step->tick);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("UPDATE shardload.job SET last_tick = $2, last_batch_id = $3,"
+					 " last_error = NULL WHERE job_name = $1", 3, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
 }
 
 /*

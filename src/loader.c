@@ -43,6 +43,7 @@
 #include "payload.h"
 #include "pg_shardload.h"
 #include "routing.h"
+#include "subxact.h"
 
 /* A slice of the batch as this attempt sees it. */
 typedef struct RunSlice
@@ -74,7 +75,25 @@ typedef struct RunState
 	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
 } RunState;
 
+/* Arguments of the steps run in subtransactions. */
+typedef struct LocalSliceStep
+{
+	RunState   *rs;
+	RunSlice   *slice;
+	List	   *column_names;
+} LocalSliceStep;
+
+typedef struct ConnParamsStep
+{
+	StreamShard *sh;
+	Oid			serverid;
+	Oid			owner;
+} ConnParamsStep;
+
 static void run_locked(int64 batch_id);
+static void load_slices_step(void *arg);
+static void local_slice_step(void *arg);
+static void conn_params_step(void *arg);
 static bool defer_for_open_circuit(ShardloadBatch *batch);
 static void record_circuits(RunState *rs);
 static void commit_step(void);
@@ -300,38 +319,23 @@ record_circuits(RunState *rs)
 static void
 load_batch(RunState *rs)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *edata = ShardloadTryStep(load_slices_step, rs);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		load_slices(rs);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	if (edata == NULL)
+		return;
+	rs->failure = failure_from_edata(edata, rs->stage ? rs->stage : "ROUTE", NULL);
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		rs->cancel = edata;		/* recorded first, then the caller gets it */
+	/* local slices loaded in this attempt were rolled back with it */
+	for (int i = 0; i < rs->nslices; i++)
+		if (rs->slices[i].local && !rs->slices[i].was_committed)
+			rs->slices[i].committed = false;
+}
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-
-		rs->failure = failure_from_edata(edata, rs->stage ? rs->stage : "ROUTE", NULL);
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			rs->cancel = edata;	/* recorded first, then the caller gets it */
-		/* local slices loaded in this attempt were rolled back with it */
-		for (int i = 0; i < rs->nslices; i++)
-			if (rs->slices[i].local && !rs->slices[i].was_committed)
-				rs->slices[i].committed = false;
-	}
-	PG_END_TRY();
+static void
+load_slices_step(void *arg)
+{
+	load_slices((RunState *) arg);
 }
 
 /*
@@ -493,35 +497,19 @@ load_slices(RunState *rs)
 	forboth(lc, servers, lc2, shard_list)
 	{
 		StreamShard *sh = lfirst(lc2);
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
+		ConnParamsStep step = {sh, lfirst_oid(lc), batch->owner};
+		ErrorData  *edata = ShardloadTryStep(conn_params_step, &step);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			sh->params = ShardloadConnParams(lfirst_oid(lc), batch->owner);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
+		if (edata == NULL)
 			shards[nshards++] = sh;
-		}
-		PG_CATCH();
+		else
 		{
-			ErrorData  *edata;
-			ShardloadFailure *f;
+			ShardloadFailure *f = failure_from_edata(edata, "CONNECT",
+													 GetForeignServer(step.serverid)->servername);
 
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			f = failure_from_edata(edata, "CONNECT", GetForeignServer(lfirst_oid(lc))->servername);
 			for (int i = 0; i < sh->nslices; i++)
 				sh->slices[i]->failure = f;
 		}
-		PG_END_TRY();
 	}
 
 	memset(&stream_batch, 0, sizeof(stream_batch));
@@ -557,46 +545,43 @@ load_slices(RunState *rs)
 static void
 load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	LocalSliceStep step = {rs, slice, column_names};
+	ErrorData  *edata;
 
 	slice->local = true;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ShardloadCatalogSession session;
-		Oid			argtypes[2] = {INT8OID, INT4OID};
-		Datum		values[2];
-
-		ShardloadLoadLocalSlice(rs->batch->batch_id, slice->slice_no,
-								slice->partition, column_names);
-		values[0] = Int64GetDatum(rs->batch->batch_id);
-		values[1] = Int32GetDatum(slice->slice_no);
-		ShardloadCatalogBegin(&session);
-		ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
-						 " committed_at = now(), shard = NULL"
-						 " WHERE batch_id = $1 AND slice_no = $2",
-						 2, argtypes, values, NULL);
-		ShardloadCatalogEnd(&session);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+	edata = ShardloadTryStep(local_slice_step, &step);
+	if (edata == NULL)
 		slice->committed = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+	else
 		slice->failure = failure_from_edata(edata, "COPY", NULL);
-	}
-	PG_END_TRY();
+}
+
+static void
+local_slice_step(void *arg)
+{
+	LocalSliceStep *step = arg;
+	ShardloadCatalogSession session;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+
+	ShardloadLoadLocalSlice(step->rs->batch->batch_id, step->slice->slice_no,
+							step->slice->partition, step->column_names);
+	values[0] = Int64GetDatum(step->rs->batch->batch_id);
+	values[1] = Int32GetDatum(step->slice->slice_no);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
+					 " committed_at = now(), shard = NULL"
+					 " WHERE batch_id = $1 AND slice_no = $2",
+					 2, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+}
+
+static void
+conn_params_step(void *arg)
+{
+	ConnParamsStep *step = arg;
+
+	step->sh->params = ShardloadConnParams(step->serverid, step->owner);
 }
 
 /*

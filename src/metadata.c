@@ -211,12 +211,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 void
 ShardloadCheckBatchAccess(ShardloadBatch *batch)
 {
-	Oid			user = GetUserId();
-	Oid			admin = get_role_oid("shardload_admin", true);
-
-	if (user == batch->owner || superuser_arg(user))
-		return;
-	if (OidIsValid(admin) && has_privs_of_role(user, admin))
+	if (GetUserId() == batch->owner || ShardloadIsAdmin(GetUserId()))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -224,6 +219,19 @@ ShardloadCheckBatchAccess(ShardloadBatch *batch)
 			 errdetail("The batch belongs to role \"%s\".",
 					   GetUserNameFromId(batch->owner, true)),
 			 errhint("Only the role that submitted a batch or members of \"shardload_admin\" may act on it.")));
+}
+
+/*
+ * ShardloadIsAdmin
+ *	  Superusers and members of shardload_admin act on every role's
+ *	  batches and jobs.
+ */
+bool
+ShardloadIsAdmin(Oid user)
+{
+	Oid			admin = get_role_oid("shardload_admin", true);
+
+	return superuser_arg(user) || (OidIsValid(admin) && has_privs_of_role(user, admin));
 }
 
 /*

@@ -51,6 +51,7 @@ extern int64 ShardloadSpiInt64(int row, int col, bool *isnull);
 extern ShardloadBatch *ShardloadBatchFetch(ShardloadCatalogSession *session,
 										   int64 batch_id, bool lock);
 extern void ShardloadCheckBatchAccess(ShardloadBatch *batch);
+extern bool ShardloadIsAdmin(Oid user);
 extern char *ShardloadCoordinatorId(ShardloadCatalogSession *session);
 extern int64 ShardloadPurgePayloads(void);
 

@@ -268,7 +268,7 @@ ShardloadSchedulerMain(Datum main_arg)
 
 		MemoryContextSwitchTo(tick_cxt);
 		ids = palloc(sizeof(int64) * Max(free_slots, 1));
-		if (free_slots > 0 && !RecoveryInProgress())
+		if (!RecoveryInProgress())
 		{
 			int64	   *busy = palloc(sizeof(int64) * nslots);
 			int			nbusy = 0;
@@ -283,7 +283,8 @@ ShardloadSchedulerMain(Datum main_arg)
 			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
 			{
 				next_tick = ShardloadRunJobs();
-				n = claim_due_batches(ids, free_slots, busy, nbusy, false);
+				if (free_slots > 0)
+					n = claim_due_batches(ids, free_slots, busy, nbusy, false);
 			}
 			PopActiveSnapshot();
 			CommitTransactionCommand();
@@ -335,7 +336,6 @@ claim_due_batches(int64 *ids, int max, int64 *running, int nrunning, bool only_o
 	Datum		values[5];
 	Datum	   *elems = palloc(sizeof(Datum) * Max(nrunning, 1));
 	Oid			user = GetUserId();
-	Oid			admin = get_role_oid("shardload_admin", true);
 	int			n;
 
 	for (int i = 0; i < nrunning; i++)
@@ -343,8 +343,7 @@ claim_due_batches(int64 *ids, int max, int64 *running, int nrunning, bool only_o
 	values[0] = PointerGetDatum(construct_array(elems, nrunning, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	values[1] = Int32GetDatum(max);
 	values[2] = ObjectIdGetDatum(user);
-	values[3] = BoolGetDatum(only_own && !superuser_arg(user) &&
-							 !(OidIsValid(admin) && has_privs_of_role(user, admin)));
+	values[3] = BoolGetDatum(only_own && !ShardloadIsAdmin(user));
 	values[4] = Int32GetDatum(shardload_naptime);
 
 	ShardloadCatalogBegin(&session);

@@ -1,0 +1,15 @@
+/*-------------------------------------------------------------------------
+ * subxact.h
+ *	  Running a step in a subtransaction and catching its error.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_SUBXACT_H
+#define SHARDLOAD_SUBXACT_H
+
+#include "postgres.h"
+
+typedef void (*ShardloadStep) (void *arg);
+
+extern ErrorData *ShardloadTryStep(ShardloadStep step, void *arg);
+
+#endif							/* SHARDLOAD_SUBXACT_H */
