@@ -30,6 +30,8 @@
 #   WORKERS         shardload.max_workers of each drain    (2 4)
 #   DRAIN_NAPTIME   shardload.naptime during the drains    (1)
 #   DRAIN_TIMEOUT   give up a drain after this many s      (600)
+#   STALL_SECS      give up a drain when no batch finished
+#                   for this many s                        (60)
 #   POLL            seconds between polls of the drain     (0.5)
 #   IDLE_SECS       length of each idle measurement        (60)
 #   IDLE_NAPTIMES   shardload.naptime of the idle runs     (5 1)
@@ -48,6 +50,7 @@ ROWS_PER_BATCH=${ROWS_PER_BATCH:-10}
 WORKERS=${WORKERS:-2 4}
 DRAIN_NAPTIME=${DRAIN_NAPTIME:-1}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-600}
+STALL_SECS=${STALL_SECS:-60}
 POLL=${POLL:-0.5}
 IDLE_SECS=${IDLE_SECS:-60}
 IDLE_NAPTIMES=${IDLE_NAPTIMES:-5 1}
@@ -68,6 +71,8 @@ RESULTS=$BENCH_DIR/results.txt
 BENCH_LOG=$LOGDIR/bench.log
 STAGING_ROWS=$((BATCHES * ROWS_PER_BATCH))
 CLK_TCK=$(getconf CLK_TCK)
+INSTALLED_SO=$("$PG_BIN/pg_config" --pkglibdir)/pg_shardload.so
+SO_ID=
 SERVERS=(coord)
 for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
 
@@ -131,6 +136,11 @@ phase() {
 	local name=$1 rc
 	shift
 	log "phase: $name"
+	if ! check_install; then
+		log "  phase $name SKIPPED: pg_shardload.so changed on disk during the run"
+		record "failed.$name" 1
+		return 0
+	fi
 	set +e
 	(
 		set -e
@@ -142,6 +152,28 @@ phase() {
 		log "  phase $name FAILED (exit $rc); see $BENCH_LOG and $LOGDIR/*.log"
 		record "failed.$name" 1
 	fi
+}
+
+# The servers load pg_shardload.so from disk at start (and a new backend or
+# runner loads it again if the file was replaced: PostgreSQL matches loaded
+# libraries by inode).  A "make install" during the run therefore mixes
+# builds, and the new build may not match the catalog that CREATE EXTENSION
+# made: the results would mean nothing.  SO_ID is the file's identity when
+# the run starts.
+so_id() { stat -c '%i %Y %s' "$INSTALLED_SO"; }
+check_install() {
+	[[ -z $SO_ID || $(so_id) == "$SO_ID" ]] && return 0
+	if [[ ! -e $BENCH_DIR/so_changed ]]; then
+		date -r "$INSTALLED_SO" '+%H:%M:%S' >"$BENCH_DIR/so_changed"
+		log "  ERROR: $INSTALLED_SO was replaced at $(cat "$BENCH_DIR/so_changed") during the run (make install?);" \
+			"every result from then on is invalid: run again"
+	fi
+	return 1
+}
+
+# Runners that exited with an error so far (lines of the coordinator log).
+runner_failures() {
+	grep -c 'background worker "pg_shardload runner" (PID [0-9]*) exited with exit code [1-9]' "$LOGDIR/coord.log" || true
 }
 
 # ---------------------------------------------------------------- servers
@@ -327,7 +359,7 @@ proc_ctxt() {
 # background worker with shardload.max_workers = $1.
 phase_drain() {
 	local w=$1 key="drain_w$1" t0 t1 t_commit spid tick0 tick1 st total ok bad busy maxbusy=0
-	local last_log elapsed rows tpoll
+	local last_log elapsed rows tpoll fail0 fail1 last_done=-1 t_progress
 	reset_all
 	set_coord restart "shardload.max_workers=$w" "shardload.naptime=$DRAIN_NAPTIME"
 	spid=$(scheduler_pid)
@@ -347,11 +379,13 @@ phase_drain() {
 	             FROM generate_series(1, $BATCHES) b" >/dev/null
 	t_commit=$(now)
 	tick0=$(proc_ticks "$spid")
+	fail0=$(runner_failures)
 	record "$key.submit_secs" "$(secs_between "$t0" "$t_commit")"
 	log "  submitted $BATCHES batches of $ROWS_PER_BATCH rows in one transaction in $(get "$key.submit_secs")s; draining"
 
 	# poll every POLL seconds until every batch is finished (or timeout)
 	last_log=$t_commit
+	t_progress=$t_commit
 	while :; do
 		st=$(pg coord -c "SELECT count(*) FILTER (WHERE state = 'succeeded') || ' ' ||
 		                         count(*) FILTER (WHERE state IN ('failed', 'quarantined', 'dead', 'cancelled')) || ' ' ||
@@ -365,6 +399,20 @@ phase_drain() {
 			break
 		fi
 		elapsed=$(secs_between "$t_commit" "$tpoll")
+		if ! check_install; then
+			t1=$tpoll
+			break
+		fi
+		if ((ok + bad != last_done)); then
+			last_done=$((ok + bad))
+			t_progress=$tpoll
+		elif awk -v a="$t_progress" -v b="$tpoll" -v m="$STALL_SECS" 'BEGIN { exit !(b - a > m) }'; then
+			t1=$tpoll
+			log "  STALLED: no batch finished for ${STALL_SECS}s; $ok succeeded, $bad failed of $BATCHES;" \
+				"$(($(runner_failures) - fail0)) runners exited with an error; the last error lines:"
+			grep -E 'pg_shardload runner (ERROR|FATAL|PANIC)' "$LOGDIR/coord.log" | tail -3 | tee -a "$BENCH_LOG" >&2 || true
+			break
+		fi
 		if awk -v e="$elapsed" -v m="$DRAIN_TIMEOUT" 'BEGIN { exit !(e > m) }'; then
 			t1=$tpoll
 			log "  TIMEOUT after ${elapsed}s: $ok succeeded, $bad failed of $BATCHES"
@@ -377,8 +425,10 @@ phase_drain() {
 		sleep "$POLL"
 	done
 	tick1=$(proc_ticks "$spid") || tick1=
+	fail1=$(runner_failures)
 	elapsed=$(secs_between "$t_commit" "$t1")
 	rows=$((ok * ROWS_PER_BATCH))
+	record "$key.runner_failures" $((fail1 - fail0))
 	record "$key.batches" "$ok"
 	record "$key.secs" "$elapsed"
 	record "$key.max_runners_seen" "$maxbusy"
@@ -388,7 +438,9 @@ phase_drain() {
 	fi
 	log "  $ok batches ($rows rows) succeeded in ${elapsed}s from COMMIT:" \
 		"$(rate "$ok" "$elapsed") batches/s, $(rate "$rows" "$elapsed") rows/s;" \
-		"at most $maxbusy runners seen at once; scheduler used $(get "$key.sched_cpu_pct")% of a core"
+		"at most $maxbusy runners seen at once; scheduler used $(get "$key.sched_cpu_pct")% of a core;" \
+		"$((fail1 - fail0)) runners exited with an error"
+	check_install
 
 	# The server's view: COMMIT (created_at is the transaction's start, so
 	# the first attempt's start is the earliest sign of the commit) and the
@@ -445,6 +497,7 @@ phase_idle() {
 	tick1=$(proc_ticks "$spid")
 	cs1=$(proc_ctxt "$spid")
 	t1=$(now)
+	check_install
 	spid2=$(scheduler_pid)
 	[[ $spid2 == "$spid" ]] || { log "  the scheduler changed pid during the run ($spid -> $spid2)"; return 1; }
 	secs=$(secs_between "$t0" "$t1")
@@ -476,14 +529,18 @@ report() {
 		echo "pg_shardload background worker benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
 		echo "1 coordinator + $NSHARDS shards on this host; coordinator: max_worker_processes=16, shared_buffers=256MB;"
 		echo "CLK_TCK $CLK_TCK (CPU time resolution $(awk -v hz="$CLK_TCK" 'BEGIN { print 1000 / hz }') ms)"
+		echo "pg_shardload.so installed $(get so_installed), sha256 $(get so_sha256); repo HEAD $(get repo_head)"
+		if [[ -e $BENCH_DIR/so_changed ]]; then
+			echo "ERROR: pg_shardload.so was replaced at $(cat "$BENCH_DIR/so_changed") during the run: results from then on are INVALID"
+		fi
 		if want drain; then
 			echo
 			echo "drain: $BATCHES batches x $ROWS_PER_BATCH rows (3 shards each), submitted in one transaction, naptime ${DRAIN_NAPTIME}s;"
 			echo "timed from COMMIT until all are 'succeeded' (polled every ${POLL}s)"
-			printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %9s\n' max_workers batches seconds batches/s rows/s \
-				submit_s server_s attempt_ms runners sched_cpu
-			printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %9s\n' ----------- ------- ------- --------- ------ \
-				-------- -------- ---------- ------- ---------
+			printf '%-12s %8s %9s %10s %10s %10s %9s %11s %8s %9s %11s\n' max_workers batches seconds batches/s rows/s \
+				submit_s server_s attempt_ms runners sched_cpu runner_errs
+			printf '%-12s %8s %9s %10s %10s %10s %9s %11s %8s %9s %11s\n' ----------- ------- ------- --------- ------ \
+				-------- -------- ---------- ------- --------- -----------
 			for w in $WORKERS; do
 				key=drain_w$w
 				if [[ -n $(get "failed.$key") ]]; then
@@ -492,14 +549,15 @@ report() {
 				fi
 				v=$(get "$key.secs")
 				[[ -n $v ]] || { printf '%-12s %8s\n' "$w" -; continue; }
-				printf '%-12s %8s %9s %10s %10s %10s %9s %12s %10s %8s%%\n' "$w" "$(get "$key.batches")" "$v" \
+				printf '%-12s %8s %9s %10s %10s %10s %9s %11s %8s %8s%% %11s\n' "$w" "$(get "$key.batches")" "$v" \
 					"$(rate "$(get "$key.batches")" "$v")" "$(rate $(($(get "$key.batches") * ROWS_PER_BATCH)) "$v")" \
 					"$(get "$key.submit_secs")" "$(get "$key.server_secs")" "$(get "$key.attempt_ms")" \
-					"$(get "$key.max_runners_seen")" "$(get "$key.sched_cpu_pct")"
+					"$(get "$key.max_runners_seen")" "$(get "$key.sched_cpu_pct")" "$(get "$key.runner_failures")"
 			done
 			echo "(submit_s: the one submit transaction; server_s: first attempt start to last finished_at, server clock;"
 			echo " attempt_ms: mean attempt duration; runners: most runner processes seen at once by the poll;"
-			echo " sched_cpu: the scheduler's CPU during the drain, % of one core)"
+			echo " sched_cpu: the scheduler's CPU during the drain, % of one core;"
+			echo " runner_errs: runners that exited with an error, from the coordinator log)"
 		fi
 		if want idle; then
 			echo
@@ -551,7 +609,11 @@ main() {
 	local started w nap cat
 	started=$(now)
 	mkdir -p "$(dirname "$BENCH_DIR")"
+	SO_ID=$(so_id)
 	setup_servers
+	record so_installed "$(date -r "$INSTALLED_SO" -u '+%Y-%m-%dT%H:%M:%SZ')"
+	record so_sha256 "$(sha256sum "$INSTALLED_SO" | cut -c1-12)"
+	record repo_head "$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	log "servers up: coordinator :$COORD_PORT, shards :$((COORD_PORT + 1))-:$((COORD_PORT + NSHARDS)), dir $BENCH_DIR"
 	setup_schema
 	log "scheduler pid $(scheduler_pid)"
