@@ -104,6 +104,7 @@ CREATE TABLE shardload.batch (
 	on_error text NOT NULL DEFAULT 'stop',
 	reject_limit bigint NOT NULL DEFAULT 0,
 	source_kind text NOT NULL,
+	columns text NOT NULL DEFAULT '',
 	content_hash text NOT NULL DEFAULT '',
 	state text NOT NULL DEFAULT 'pending',
 	attempts int NOT NULL DEFAULT 0,

@@ -14,8 +14,9 @@
 #          with the new value before each run).
 #   idle:  CPU time (utime + stime from /proc/PID/stat) of the scheduler
 #          process over IDLE_SECS seconds with no due batches, as percent of
-#          one core, for each shardload.naptime in IDLE_NAPTIMES, with the
-#          catalog as the drain runs left it (full) and empty (empty).
+#          one core, for each shardload.naptime in IDLE_NAPTIMES, with
+#          IDLE_FILL finished batches in the catalog (full: what the last
+#          drain left, topped up with cancelled batches) and with none (empty).
 #
 # Run as root (server processes and psql run as the "postgres" OS user), or
 # as postgres itself.  pg_shardload must be installed (make install).
@@ -36,6 +37,7 @@
 #   IDLE_SECS       length of each idle measurement        (60)
 #   IDLE_NAPTIMES   shardload.naptime of the idle runs     (5 1)
 #   IDLE_CATALOGS   catalog states of the idle runs        (full empty)
+#   IDLE_FILL       finished batches in the "full" catalog (10000)
 #   PHASES          which phases to run                    (drain idle)
 #   BENCH_KEEP      1: leave the servers' data dirs behind (0)
 #   BENCH_OUT       where results and logs are copied      (<repo>/bench/out/worker)
@@ -55,6 +57,7 @@ POLL=${POLL:-0.5}
 IDLE_SECS=${IDLE_SECS:-60}
 IDLE_NAPTIMES=${IDLE_NAPTIMES:-5 1}
 IDLE_CATALOGS=${IDLE_CATALOGS:-full empty}
+IDLE_FILL=${IDLE_FILL:-10000}
 PHASES=${PHASES:-drain idle}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -136,7 +139,7 @@ phase() {
 	local name=$1 rc
 	shift
 	log "phase: $name"
-	if ! check_install; then
+	if [[ $name == drain* ]] && ! check_install; then
 		log "  phase $name SKIPPED: pg_shardload.so changed on disk during the run"
 		record "failed.$name" 1
 		return 0
@@ -169,6 +172,18 @@ check_install() {
 			"every result from then on is invalid: run again"
 	fi
 	return 1
+}
+
+# The scheduler keeps the library it mapped at start, whatever happens to
+# the file: an idle phase is valid if that is the file the run started with
+# (same inode), even after a reinstall.
+scheduler_lib_ok() {
+	local ino
+	ino=$(awk '/pg_shardload\.so/ { print $5; exit }' "/proc/$1/maps")
+	if [[ $ino != "${SO_ID%% *}" ]]; then
+		log "  the scheduler (pid $1) maps pg_shardload.so inode '$ino', not the one the run started with (${SO_ID%% *})"
+		return 1
+	fi
 }
 
 # Runners that exited with an error so far (lines of the coordinator log).
@@ -473,15 +488,38 @@ phase_drain() {
 	verify_shard_rows "$STAGING_ROWS"
 }
 
+# Top the catalog up to IDLE_FILL finished batches: batches of 10 generated
+# rows submitted and cancelled in the same transaction (never due), 2,000
+# per transaction.
+fill_catalog() {
+	local have chunk from
+	have=$(pg coord -c "SELECT count(*) FROM shardload.batch")
+	from=1
+	while ((have < IDLE_FILL)); do
+		chunk=$((IDLE_FILL - have < 2000 ? IDLE_FILL - have : 2000))
+		pg coord -c "SELECT count(*) FROM generate_series($from, $((from + chunk - 1))) b,
+		                 LATERAL (SELECT shardload.cancel(shardload.submit('sales', 'idle-fill-' || b,
+		                     \$q\$$SOURCE_SQL FROM generate_series(\$q\$ || b * 10 + 1 || ', ' || b * 10 + 10 || ') i'))) c" >/dev/null
+		from=$((from + chunk))
+		have=$((have + chunk))
+	done
+	pg coord -c 'VACUUM ANALYZE shardload.batch' >/dev/null
+	log "  catalog: $(pg coord -c "SELECT count(*) || ' batches (' || string_agg(n || ' ' || state, ', ') || ')'
+	                               FROM (SELECT state, count(*) n FROM shardload.batch GROUP BY state) s")"
+}
+
 # Idle: CPU of the scheduler over IDLE_SECS with no due batches, naptime $1.
 phase_idle() {
 	local nap=$1 cat=$2 key="idle_${2}_n$1" spid spid2 old tick0 tick1 cs0 cs1 t0 t1 due secs
 	if [[ $cat == empty ]]; then
 		reset_all
+	elif [[ $(pg coord -c "SELECT count(*) FROM shardload.batch") -lt $IDLE_FILL ]]; then
+		fill_catalog
 	fi
 	old=$(pg coord -c 'SHOW shardload.naptime')
 	set_coord reload "shardload.naptime=$nap"
 	spid=$(scheduler_pid)
+	scheduler_lib_ok "$spid"
 	# the scheduler reads the new naptime when it next wakes
 	sleep $((${old%s} + 2))
 	log "  naptime $(pg coord -c 'SHOW shardload.naptime'); scheduler pid $spid;" \
@@ -497,11 +535,12 @@ phase_idle() {
 	tick1=$(proc_ticks "$spid")
 	cs1=$(proc_ctxt "$spid")
 	t1=$(now)
-	check_install
+	scheduler_lib_ok "$spid"
 	spid2=$(scheduler_pid)
 	[[ $spid2 == "$spid" ]] || { log "  the scheduler changed pid during the run ($spid -> $spid2)"; return 1; }
 	secs=$(secs_between "$t0" "$t1")
 	record "$key.secs" "$secs"
+	record "$key.batches" "$(pg coord -c 'SELECT count(*) FROM shardload.batch')"
 	record "$key.ticks" $((tick1 - tick0))
 	record "$key.cpu_ms" "$(awk -v d=$((tick1 - tick0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 1000 * d / hz }')"
 	record "$key.pct" "$(awk -v d=$((tick1 - tick0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.3f", 100 * d / hz / s }')"
@@ -568,7 +607,7 @@ report() {
 				for nap in $IDLE_NAPTIMES; do
 					key=idle_${cat}_n$nap
 					local label=$cat
-					[[ $cat == full ]] && label="full ($(get idle_full_batches) batches)"
+					[[ $cat == full ]] && label="full ($(get "$key.batches") batches)"
 					[[ $cat == empty ]] && label="empty"
 					if [[ -n $(get "failed.$key") ]]; then
 						printf '%-8s %-22s %9s\n' "${nap}s" "$label" FAILED
@@ -626,7 +665,6 @@ main() {
 		done
 	fi
 	if want idle; then
-		record idle_full_batches "$(pg coord -c 'SELECT count(*) FROM shardload.batch')"
 		for cat in $IDLE_CATALOGS; do
 			for nap in $IDLE_NAPTIMES; do
 				phase "idle_${cat}_n$nap" phase_idle "$nap" "$cat"

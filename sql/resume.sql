@@ -56,6 +56,20 @@ CALL shardload.run(:b);
 SELECT state, rows_loaded FROM shardload.batches WHERE batch_id = :b;
 SELECT tableoid::regclass AS partition, count(*) FROM orders GROUP BY 1 ORDER BY 1;
 
+-- ==== a ledger row made for other content is not taken for this slice ====
+-- (as after a restored coordinator reused batch ids)
+\c regress_res_a
+UPDATE shardload_ledger.slices SET content_hash = 'not-this-batch';
+\c :coord
+UPDATE shardload.slice SET state = 'pending', committed_at = NULL
+WHERE batch_id = :b AND shard = 'res_a';
+UPDATE shardload.batch SET state = 'retry_wait' WHERE batch_id = :b;
+CALL shardload.run(:b);
+SELECT state FROM shardload.batches WHERE batch_id = :b;
+SELECT stage, shard, sqlstate, failure_type, split_part(message, E'\n', 1) AS message
+FROM shardload.attempts WHERE batch_id = :b ORDER BY attempt DESC LIMIT 1;
+SELECT tableoid::regclass AS partition, count(*) FROM orders GROUP BY 1 ORDER BY 1;
+
 -- ==== cancel and replay ====
 SELECT shardload.submit('orders', 'o-2', $$SELECT 5000 + g, 1, 0 FROM generate_series(1, 10) g$$) AS c \gset
 SELECT shardload.cancel(:c);

@@ -51,6 +51,14 @@ SELECT shardload.replay(:r3);
 CALL shardload.run(:r3);
 SELECT state, rows_loaded FROM shardload.batches WHERE batch_id = :r3;
 
+-- ==== the table's columns changed after submit: the batch is not loaded ====
+SELECT shardload.submit('regions', 'r-4', $$VALUES (30, 1)$$) AS r4 \gset
+ALTER TABLE regions ADD COLUMN note text;
+CALL shardload.run(:r4);
+SELECT state, last_reason FROM shardload.batches WHERE batch_id = :r4;
+SELECT sqlstate, message FROM shardload.attempts WHERE batch_id = :r4;
+ALTER TABLE regions DROP COLUMN note;
+
 -- sub-partitioned partitions are refused
 CREATE TABLE nested (id int, r int) PARTITION BY LIST (r);
 CREATE TABLE nested_1 PARTITION OF nested FOR VALUES IN (1) PARTITION BY LIST (id);

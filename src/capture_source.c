@@ -139,8 +139,10 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
 		fmgr_info(func, &receiver->out_funcs[i]);
 	}
+	/* with a typmod (numeric(10,2)) the key is routed as INSERT would store it */
 	receiver->key_needs_parse =
-		TupleDescAttr(typeinfo, router->key_column)->atttypid != router->key_type;
+		TupleDescAttr(typeinfo, router->key_column)->atttypid != router->key_type ||
+		router->key_typmod >= 0;
 	if (receiver->cap->reject_mode)
 	{
 		Oid		   *types = palloc(sizeof(Oid) * typeinfo->natts);

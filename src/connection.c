@@ -31,13 +31,23 @@ ShardConnParams *
 ShardloadConnParams(Oid serverid, Oid owner)
 {
 	ForeignServer *server = GetForeignServer(serverid);
-	UserMapping *mapping = GetUserMapping(owner, serverid);
+	UserMapping *mapping;
 	ShardConnParams *params = palloc0(sizeof(ShardConnParams));
-	int			n = list_length(server->options) + list_length(mapping->options) + 3;
+	int			n;
 	int			i = 0;
 	bool		has_password = false;
 	ListCell   *lc;
-	List	   *options = list_concat_copy(server->options, mapping->options);
+	List	   *options;
+
+	/* only postgres_fdw validates these options (password_required above all) */
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "postgres_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use postgres_fdw", server->servername),
+				 errhint("pg_shardload loads foreign partitions of postgres_fdw servers only.")));
+	mapping = GetUserMapping(owner, serverid);
+	options = list_concat_copy(server->options, mapping->options);
+	n = list_length(options) + 3;
 
 	params->servername = pstrdup(server->servername);
 	params->keywords = palloc0(sizeof(char *) * n);

@@ -72,6 +72,8 @@ static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
+							   const char *skipped);
 static int64 failing_slice_line(StreamSlice *slice, ShardloadFailure *error);
 static void name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error);
 static bytea *skip_lines(StreamSlice *slice, bytea *chunk);
@@ -468,8 +470,10 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 		case STREAM_SLICE_CHECK:
 			if (error)
 				fail_slice(sh, error);
-			else if (res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+			else if (res && PQntuples(res) == 1)
 			{
+				if (!ledger_row_matches(batch, sh, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)))
+					break;
 				slice->committed = slice->found_in_ledger = true;
 				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 			}
@@ -512,7 +516,8 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			}
 			else
 				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table,
-														slice->rows - slice->nskip),
+														slice->rows - slice->nskip,
+														slice->skip, slice->nskip),
 						   STREAM_COMMIT);
 			break;
 
@@ -922,4 +927,63 @@ name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error)
 		return;
 	error->message = psprintf("%s\nDETAIL:  The row is line %lld of the batch's input.",
 							  error->message, (long long) input_line);
+}
+
+/*
+ * ledger_row_matches
+ *	  The slice is in the shard's ledger.  If the ledger row was made for
+ *	  other content (a restored or cloned coordinator reusing batch ids),
+ *	  fail the slice rather than skip it.  Rows the shard refused when it
+ *	  was loaded, whose records were lost with that attempt (a crash
+ *	  between the shard's COMMIT and ours), are recorded again.
+ */
+static bool
+ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const char *skipped)
+{
+	StreamSlice *slice = sh->slices[sh->current];
+	const char *p = skipped;
+
+	if (strcmp(hash, batch->content_hash) != 0)
+	{
+		ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+
+		f->stage = "VERIFY";
+		f->shard = sh->params->servername;
+		strlcpy(f->sqlstate, SQLSTATE_SHARDLOAD_LEDGER_MISMATCH, sizeof(f->sqlstate));
+		f->message = psprintf("slice %d of batch %lld is in the ledger of server \"%s\" with other content\n"
+							  "DETAIL:  The ledger row has content hash %.12s; the batch has %.12s.\n"
+							  "HINT:  Was the coordinator's database restored or cloned? Its batch ids now collide with loads it made before.",
+							  slice->slice_no, (long long) batch->batch_id, sh->params->servername,
+							  hash, batch->content_hash);
+		fail_slice(sh, f);
+		return false;
+	}
+	while (p && *p)
+	{
+		char	   *end;
+		int64		line = strtoll(p, &end, 10);
+		bool		known = false;
+
+		if (end == p)
+		{
+			p++;				/* '{', '}' or ',' */
+			continue;
+		}
+		p = end;
+		for (int i = 0; i < slice->nskip; i++)
+			known |= slice->skip[i] == line;
+		if (!known)
+		{
+			int64		line_no;
+			char	   *raw_row;
+
+			if (ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
+				ShardloadRecordReject(batch->batch_id, line_no, "22000",
+									  psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
+											   sh->params->servername),
+									  raw_row, slice->slice_no, line);
+			StreamSliceSkip(slice, line);
+		}
+	}
+	return true;
 }

@@ -52,6 +52,7 @@ LedgerCreateSql(void)
 		"   target_table text NOT NULL,"
 		"   content_hash text NOT NULL,"
 		"   rows bigint NOT NULL,"
+		"   skipped_lines bigint[] NOT NULL DEFAULT '{}',"
 		"   committed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
 		"   PRIMARY KEY (coordinator_id, batch_id, slice_no));"
 		"  GRANT USAGE ON SCHEMA " SHARDLOAD_LEDGER_SCHEMA " TO PUBLIC;"
@@ -70,8 +71,8 @@ append_key_condition(StringInfo sql, LedgerSliceKey *key)
 
 /*
  * LedgerBeginAndCheckSql
- *	  Opens the slice's remote transaction and returns its ledger row count
- *	  (1: already loaded).
+ *	  Opens the slice's remote transaction and returns its ledger row, if
+ *	  any: content hash and the slice lines left out (rows refused).
  */
 char *
 LedgerBeginAndCheckSql(LedgerSliceKey *key)
@@ -79,7 +80,7 @@ LedgerBeginAndCheckSql(LedgerSliceKey *key)
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "BEGIN; SELECT pg_catalog.count(*) FROM "
+	appendStringInfoString(&sql, "BEGIN; SELECT content_hash, skipped_lines::text FROM "
 						   SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE " WHERE ");
 	append_key_condition(&sql, key);
 	return sql.data;
@@ -90,16 +91,20 @@ LedgerBeginAndCheckSql(LedgerSliceKey *key)
  *	  Adds the slice's ledger row and commits it with the copied rows.
  */
 char *
-LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows)
+LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
+						 int64 *skipped, int nskipped)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO " SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE
-					 " (coordinator_id, batch_id, slice_no, target_table, content_hash, rows)"
-					 " VALUES (%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT "); COMMIT",
+					 " (coordinator_id, batch_id, slice_no, target_table, content_hash, rows,"
+					 " skipped_lines) VALUES (%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT ", '{",
 					 quote_literal_cstr(key->coordinator_id), key->batch_id, key->slice_no,
 					 quote_literal_cstr(remote_table), quote_literal_cstr(key->content_hash),
 					 rows);
+	for (int i = 0; i < nskipped; i++)
+		appendStringInfo(&sql, "%s" INT64_FORMAT, i > 0 ? "," : "", skipped[i]);
+	appendStringInfoString(&sql, "}'); COMMIT");
 	return sql.data;
 }

@@ -20,6 +20,7 @@ typedef struct LedgerSliceKey
 extern const char *LedgerProbeSql(void);
 extern const char *LedgerCreateSql(void);
 extern char *LedgerBeginAndCheckSql(LedgerSliceKey *key);
-extern char *LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows);
+extern char *LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
+									  int64 *skipped, int nskipped);
 
 #endif							/* SHARDLOAD_LEDGER_H */

@@ -392,6 +392,17 @@ load_slices(RunState *rs)
 	}
 	router = ShardloadRouterCreate(target);
 	column_names = ShardloadColumnNameList(router);
+	if (strcmp(batch->columns, ShardloadColumnListText(router)) != 0)
+	{
+		rs->failure = make_failure("ROUTE", NULL, "42P16",
+								   psprintf("columns of table \"%s\" changed since batch %lld was submitted\n"
+											"DETAIL:  The rows were captured for (%s); the table now has (%s).\n"
+											"HINT:  Submit the rows again under a new batch key.",
+											RelationGetRelationName(target), (long long) batch->batch_id,
+											batch->columns, ShardloadColumnListText(router)));
+		table_close(target, AccessShareLock);
+		return;
+	}
 	if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
 	{
 		rs->failure = make_failure("ROUTE", NULL, "42501",

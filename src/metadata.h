@@ -38,6 +38,7 @@ typedef struct ShardloadBatch
 	int64		rows_total;
 	int64		rows_rejected;
 	bool		payload_purged;
+	char	   *columns;		/* the column layout of the payload */
 } ShardloadBatch;
 
 extern Oid	ShardloadExtensionOwner(void);

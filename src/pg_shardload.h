@@ -12,6 +12,8 @@
 
 /* Same (target, key) submitted again with other content. */
 #define ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT MAKE_SQLSTATE('S','L','0','0','1')
+/* A shard's ledger holds the slice with other content. */
+#define SQLSTATE_SHARDLOAD_LEDGER_MISMATCH "SL002"
 
 /* Bytes of COPY text per payload chunk and per COPY data message. */
 #define SHARDLOAD_CHUNK_BYTES		(1024 * 1024)

@@ -15,8 +15,10 @@
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "nodes/value.h"
+#include "lib/stringinfo.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/partcache.h"
 #include "utils/rel.h"
@@ -88,7 +90,14 @@ ShardloadRouterCreate(Relation rel)
 	getTypeInputInfo(router->key_type, &input_func, &router->key_ioparam);
 	fmgr_info(input_func, &router->key_input);
 
+	/*
+	 * Route with this descriptor to the end: a partition attached meanwhile
+	 * (which takes no lock that conflicts with ours) must not shift the
+	 * indexes.  The relcache keeps it while the relation is open.
+	 */
 	partdesc = RelationGetPartitionDesc(rel, true);
+	router->key = key;
+	router->partdesc = partdesc;
 	router->nparts = partdesc->nparts;
 	router->part_oids = palloc(sizeof(Oid) * Max(partdesc->nparts, 1));
 	for (int i = 0; i < partdesc->nparts; i++)
@@ -112,8 +121,8 @@ ShardloadRouterCreate(Relation rel)
 int
 ShardloadRoute(ShardloadRouter *router, Datum value, bool isnull)
 {
-	PartitionKey key = RelationGetPartitionKey(router->rel);
-	PartitionBoundInfo bounds = RelationGetPartitionDesc(router->rel, true)->boundinfo;
+	PartitionKey key = router->key;
+	PartitionBoundInfo bounds = router->partdesc->boundinfo;
 	bool		equal = false;
 	int			offset;
 
@@ -154,6 +163,23 @@ ShardloadColumnNameList(ShardloadRouter *router)
 	for (int i = 0; i < router->ncolumns; i++)
 		names = lappend(names, makeString(router->column_names[i]));
 	return names;
+}
+
+/*
+ * ShardloadColumnListText
+ *	  The insertable columns as "a, b, c" (quoted as needed): the layout a
+ *	  batch's payload lines follow.
+ */
+char *
+ShardloadColumnListText(ShardloadRouter *router)
+{
+	StringInfoData names;
+
+	initStringInfo(&names);
+	for (int i = 0; i < router->ncolumns; i++)
+		appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+						 quote_identifier(router->column_names[i]));
+	return names.data;
 }
 
 static const char *

@@ -9,6 +9,8 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "partitioning/partdefs.h"
+#include "utils/partcache.h"
 #include "utils/rel.h"
 
 /*
@@ -28,11 +30,14 @@ typedef struct ShardloadRouter
 	FmgrInfo	key_input;
 	int			nparts;
 	Oid		   *part_oids;
+	PartitionKey key;
+	PartitionDesc partdesc;		/* the layout seen at creation, kept by the relcache */
 } ShardloadRouter;
 
 extern ShardloadRouter *ShardloadRouterCreate(Relation rel);
 extern int	ShardloadRoute(ShardloadRouter *router, Datum value, bool isnull);
 extern Datum ShardloadRouterParseKey(ShardloadRouter *router, const char *text);
 extern List *ShardloadColumnNameList(ShardloadRouter *router);
+extern char *ShardloadColumnListText(ShardloadRouter *router);
 
 #endif							/* SHARDLOAD_ROUTING_H */

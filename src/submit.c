@@ -205,8 +205,8 @@ static void
 finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[6] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID};
-	Datum		values[6];
+	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID, TEXTOID};
+	Datum		values[7];
 	int64		bytes = 0;
 
 	for (int i = 0; i < cap->nslices; i++)
@@ -219,10 +219,11 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 	values[3] = Int64GetDatum(bytes);
 	values[4] = ObjectIdGetDatum(args->target);
 	values[5] = Int64GetDatum(cap->rejected);
+	values[6] = CStringGetTextDatum(ShardloadColumnListText(cap->router));
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
-					 " payload_bytes = $4, rows_rejected = $6 WHERE batch_id = $1",
-					 6, argtypes, values, NULL);
+					 " payload_bytes = $4, rows_rejected = $6, columns = $7 WHERE batch_id = $1",
+					 7, argtypes, values, NULL);
 	/* only the caller's own batches: another role's keys are not ours to show */
 	values[5] = ObjectIdGetDatum(GetUserId());
 	argtypes[5] = OIDOID;
