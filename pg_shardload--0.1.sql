@@ -129,6 +129,7 @@ CREATE TABLE shardload.batch (
 );
 CREATE INDEX batch_due_idx ON shardload.batch (next_attempt_at)
 	WHERE state IN ('pending', 'retry_wait');
+CREATE INDEX batch_running_idx ON shardload.batch (batch_id) WHERE state = 'running';
 CREATE INDEX batch_content_hash_idx ON shardload.batch (target, content_hash);
 CREATE INDEX batch_purge_idx ON shardload.batch (finished_at)
 	WHERE payload_purged_at IS NULL AND finished_at IS NOT NULL;

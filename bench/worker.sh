@@ -489,22 +489,25 @@ phase_drain() {
 }
 
 # Top the catalog up to IDLE_FILL finished batches: batches of 10 generated
-# rows submitted and cancelled in the same transaction (never due), 2,000
-# per transaction.
+# rows (sale_id from 1,000,000,001 on, so no content repeats a drain's)
+# submitted and cancelled in the same transaction (never due), 2,000 per
+# transaction.
 fill_catalog() {
 	local have chunk from
 	have=$(pg coord -c "SELECT count(*) FROM shardload.batch")
 	from=1
 	while ((have < IDLE_FILL)); do
 		chunk=$((IDLE_FILL - have < 2000 ? IDLE_FILL - have : 2000))
-		pg coord -c "SELECT count(*) FROM generate_series($from, $((from + chunk - 1))) b,
-		                 LATERAL (SELECT shardload.cancel(shardload.submit('sales', 'idle-fill-' || b,
-		                     \$q\$$SOURCE_SQL FROM generate_series(\$q\$ || b * 10 + 1 || ', ' || b * 10 + 10 || ') i'))) c" >/dev/null
+		pg coord -c 'SET client_min_messages = warning' \
+			-c "SELECT count(*) FROM generate_series($from, $((from + chunk - 1))) b,
+			        LATERAL (SELECT shardload.cancel(shardload.submit('sales', 'idle-fill-' || b,
+			            \$q\$$SOURCE_SQL FROM generate_series(\$q\$ || 1000000000 + b * 10 + 1 || ', '
+			                                                           || 1000000000 + b * 10 + 10 || ') i'))) c" >/dev/null
 		from=$((from + chunk))
 		have=$((have + chunk))
 	done
 	pg coord -c 'VACUUM ANALYZE shardload.batch' >/dev/null
-	log "  catalog: $(pg coord -c "SELECT count(*) || ' batches (' || string_agg(n || ' ' || state, ', ') || ')'
+	log "  catalog: $(pg coord -c "SELECT sum(n) || ' batches (' || string_agg(n || ' ' || state, ', ') || ')'
 	                               FROM (SELECT state, count(*) n FROM shardload.batch GROUP BY state) s")"
 }
 
