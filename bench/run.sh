@@ -236,7 +236,8 @@ setup_servers() {
 			echo "unix_socket_directories = '$BENCH_DIR'"
 			echo "shared_buffers = 256MB"
 			echo "max_wal_size = 4GB"
-			if [[ $s == coord ]]; then echo "shared_preload_libraries = 'pg_shardload'"; fi
+			# no background scheduler: it would run the submitted batches before the timed CALL
+			if [[ $s == coord ]]; then echo "shared_preload_libraries = 'pg_shardload'"; echo "shardload.database = ''"; fi
 		} >>"$conf"
 	done
 	for s in "${SERVERS[@]}"; do

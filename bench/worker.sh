@@ -256,7 +256,8 @@ setup_servers() {
 }
 
 start_server() {
-	as_pg "$PG_BIN/pg_ctl" -D "$DATA/$1" -l "$LOGDIR/$1.log" -w -t 60 start >/dev/null ||
+	# 9>&-: the servers must not hold the run's lock
+	as_pg "$PG_BIN/pg_ctl" -D "$DATA/$1" -l "$LOGDIR/$1.log" -w -t 60 start >/dev/null 9>&- ||
 		die "could not start $1, see $LOGDIR/$1.log"
 }
 
@@ -645,12 +646,18 @@ main() {
 	[[ -x $PG_BIN/postgres ]] || die "no PostgreSQL binaries in $PG_BIN"
 	[[ -f $("$PG_BIN/pg_config" --sharedir)/extension/pg_shardload.control ]] ||
 		die "pg_shardload is not installed (make install)"
+	mkdir -p "$(dirname "$BENCH_DIR")"
+	# One run per BENCH_DIR: setting up (and cleaning up) stops the servers
+	# in it, which would be those of a run still going.  The lock is beside
+	# the directory (which is removed) and goes with this process; it is
+	# taken before the EXIT trap is set, so a refused run touches nothing.
+	exec 9>>"$BENCH_DIR.lock"
+	flock -n 9 || die "another worker.sh is running in $BENCH_DIR (lock $BENCH_DIR.lock); use another BENCH_DIR and BENCH_PORT"
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
 
 	local started w nap cat
 	started=$(now)
-	mkdir -p "$(dirname "$BENCH_DIR")"
 	SO_ID=$(so_id)
 	setup_servers
 	record so_installed "$(date -r "$INSTALLED_SO" -u '+%Y-%m-%dT%H:%M:%SZ')"
