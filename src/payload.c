@@ -34,12 +34,13 @@ static struct
 static int	local_copy_source(void *outbuf, int minread, int maxread);
 
 /*
- * ShardloadPayloadChunk
- *	  Chunk chunk_no of a slice, palloc'd in the current memory context, or
- *	  NULL past the last one.
+ * fetch_chunk
+ *	  Chunk chunk_no of a slice and, if lines is not NULL, its rows' input
+ *	  line numbers (NULL if not kept), palloc'd in the current memory
+ *	  context.  Returns NULL past the last chunk.
  */
-bytea *
-ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
+static bytea *
+fetch_chunk(int64 batch_id, int slice_no, int chunk_no, bytea **lines)
 {
 	ShardloadCatalogSession session;
 	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
@@ -49,21 +50,42 @@ ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int32GetDatum(slice_no);
 	values[2] = Int32GetDatum(chunk_no);
+	if (lines)
+		*lines = NULL;
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT data FROM shardload.payload"
+	ShardloadSpiExec(lines ? "SELECT data, line_numbers FROM shardload.payload"
+					 " WHERE batch_id = $1 AND slice_no = $2 AND chunk_no = $3"
+					 : "SELECT data FROM shardload.payload"
 					 " WHERE batch_id = $1 AND slice_no = $2 AND chunk_no = $3",
 					 3, argtypes, values, NULL);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		MemoryContext old = MemoryContextSwitchTo(session.outer);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		chunk = DatumGetByteaPCopy(d);
+		if (lines)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				*lines = DatumGetByteaPCopy(d);
+		}
 		MemoryContextSwitchTo(old);
 	}
 	ShardloadCatalogEnd(&session);
 	return chunk;
+}
+
+/*
+ * ShardloadPayloadChunk
+ *	  Chunk chunk_no of a slice, palloc'd in the current memory context, or
+ *	  NULL past the last one.
+ */
+bytea *
+ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
+{
+	return fetch_chunk(batch_id, slice_no, chunk_no, NULL);
 }
 
 /*
@@ -80,39 +102,13 @@ ShardloadPayloadLine(int64 batch_id, int slice_no, int64 slice_line, int64 *line
 
 	for (int chunk_no = 0;; chunk_no++)
 	{
-		ShardloadCatalogSession session;
-		Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
-		Datum		values[3];
-		bool		isnull;
-		bytea	   *data;
-		bytea	   *lines = NULL;
+		bytea	   *lines;
+		bytea	   *data = fetch_chunk(batch_id, slice_no, chunk_no, &lines);
 		const char *p;
 		const char *end;
 
-		values[0] = Int64GetDatum(batch_id);
-		values[1] = Int32GetDatum(slice_no);
-		values[2] = Int32GetDatum(chunk_no);
-		ShardloadCatalogBegin(&session);
-		ShardloadSpiExec("SELECT data, line_numbers FROM shardload.payload"
-						 " WHERE batch_id = $1 AND slice_no = $2 AND chunk_no = $3",
-						 3, argtypes, values, NULL);
-		if (SPI_processed != 1)
-		{
-			ShardloadCatalogEnd(&session);
+		if (data == NULL)
 			return false;
-		}
-		{
-			MemoryContext old = MemoryContextSwitchTo(session.outer);
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			data = DatumGetByteaPCopy(d);
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			if (!isnull)
-				lines = DatumGetByteaPCopy(d);
-			MemoryContextSwitchTo(old);
-		}
-		ShardloadCatalogEnd(&session);
-
 		p = VARDATA_ANY(data);
 		end = p + VARSIZE_ANY_EXHDR(data);
 		for (int64 row = 0; p < end; row++)
