@@ -41,8 +41,11 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$demo'
 CONF
+	# the demo runs its batch by hand; shardload.database = 'postgres' would
+	# let the background worker run it as soon as it is submitted
 	[ "$name" = coordinator ] &&
-		echo "shared_preload_libraries = 'pg_shardload'" >>"$demo/$name/postgresql.conf"
+		printf "shared_preload_libraries = 'pg_shardload'\nshardload.database = ''\n" \
+			>>"$demo/$name/postgresql.conf"
 	as_pg "$bin/pg_ctl" -D "$demo/$name" -l "$demo/$name.log" -w start >/dev/null
 	echo "  $name: port $port, log $demo/$name.log"
 done
