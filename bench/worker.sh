@@ -120,9 +120,32 @@ checkpoint_all() {
 	for s in "${SERVERS[@]}"; do pg "$s" -c 'CHECKPOINT' >/dev/null; done
 }
 
+# Let the background worker go quiet: cancel the batches still waiting (a
+# drain that stopped early leaves them) and wait up to 60 s for the runners
+# to finish, so that TRUNCATE does not deadlock with a runner.
+quiesce() {
+	local i st
+	for ((i = 0; i < 120; i++)); do
+		st=$(pg coord -c "SELECT (SELECT count(*) FROM shardload.batch WHERE state IN ('pending', 'retry_wait', 'running'))
+		                         || ' ' || (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_shardload runner')")
+		[[ $st == "0 0" ]] && return 0
+		((i > 0)) || log "  waiting for the worker to go quiet (unfinished batches, runners: $st)"
+		# a batch a runner has just claimed cannot be cancelled (55000): skip it
+		pg coord -c "DO \$\$ DECLARE b bigint; BEGIN
+		               FOR b IN SELECT batch_id FROM shardload.batch WHERE state IN ('pending', 'retry_wait') LOOP
+		                 BEGIN PERFORM shardload.cancel(b);
+		                 EXCEPTION WHEN object_not_in_prerequisite_state THEN NULL; END;
+		               END LOOP; END \$\$" >/dev/null
+		sleep 0.5
+	done
+	log "  the worker did not go quiet in 60s: $st"
+	return 1
+}
+
 # Empty the shard tables and ledgers and the coordinator's batch catalog.
 reset_all() {
 	local n
+	quiesce
 	for ((n = 1; n <= NSHARDS; n++)); do
 		pg "shard$n" -c "TRUNCATE sales_region_$n" \
 			-c "DO \$\$ BEGIN IF to_regclass('shardload_ledger.slices') IS NOT NULL THEN
@@ -273,7 +296,7 @@ scheduler_pid() {
 	for ((i = 0; i < 300; i++)); do
 		pid=$(pg coord -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_shardload scheduler'")
 		if [[ -n $pid ]]; then
-			[[ $pid != *$'\n'* ]] || { log "  more than one scheduler: $(echo $pid)"; return 1; }
+			[[ $pid != *$'\n'* ]] || { log "  more than one scheduler: ${pid//$'\n'/ }"; return 1; }
 			echo "$pid"
 			return 0
 		fi
@@ -517,6 +540,8 @@ phase_idle() {
 	local nap=$1 cat=$2 key="idle_${2}_n$1" spid spid2 old tick0 tick1 cs0 cs1 t0 t1 due secs
 	if [[ $cat == empty ]]; then
 		reset_all
+	elif ! quiesce; then
+		return 1
 	elif [[ $(pg coord -c "SELECT count(*) FROM shardload.batch") -lt $IDLE_FILL ]]; then
 		fill_catalog
 	fi
@@ -611,7 +636,7 @@ report() {
 				for nap in $IDLE_NAPTIMES; do
 					key=idle_${cat}_n$nap
 					local label=$cat
-					[[ $cat == full ]] && label="full ($(get "$key.batches") batches)"
+					[[ $cat == full && -n $(get "$key.batches") ]] && label="full ($(get "$key.batches") batches)"
 					[[ $cat == empty ]] && label="empty"
 					if [[ -n $(get "failed.$key") ]]; then
 						printf '%-8s %-22s %9s\n' "${nap}s" "$label" FAILED
