@@ -76,6 +76,7 @@ STAGING_ROWS=$((BATCHES * ROWS_PER_BATCH))
 CLK_TCK=$(getconf CLK_TCK)
 INSTALLED_SO=$("$PG_BIN/pg_config" --pkglibdir)/pg_shardload.so
 SO_ID=
+SO_SHA=
 SERVERS=(coord)
 for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
 
@@ -182,29 +183,39 @@ phase() {
 
 # The servers load pg_shardload.so from disk at start (and a new backend or
 # runner loads it again if the file was replaced: PostgreSQL matches loaded
-# libraries by inode).  A "make install" during the run therefore mixes
-# builds, and the new build may not match the catalog that CREATE EXTENSION
-# made: the results would mean nothing.  SO_ID is the file's identity when
-# the run starts.
+# libraries by inode).  A "make install" of another build during the run
+# therefore mixes builds, and the new build may not match the catalog that
+# CREATE EXTENSION made: the results would mean nothing.  SO_ID is the
+# file's identity (inode, mtime, size) when the run starts, SO_SHA its
+# sha256; a file with the same content (a "make install" of the same build)
+# is accepted: its identity is added to $BENCH_DIR/so_same.
 so_id() { stat -c '%i %Y %s' "$INSTALLED_SO"; }
 check_install() {
-	[[ -z $SO_ID || $(so_id) == "$SO_ID" ]] && return 0
+	local id
+	id=$(so_id)
+	[[ -z $SO_ID || $id == "$SO_ID" ]] && return 0
+	grep -qxF "$id" "$BENCH_DIR/so_same" 2>/dev/null && return 0
+	if [[ ! -e $BENCH_DIR/so_changed && $(sha256sum "$INSTALLED_SO" | cut -d' ' -f1) == "$SO_SHA" ]]; then
+		echo "$id" >>"$BENCH_DIR/so_same"
+		log "  note: $INSTALLED_SO was reinstalled at $(date -r "$INSTALLED_SO" '+%H:%M:%S') with the same content"
+		return 0
+	fi
 	if [[ ! -e $BENCH_DIR/so_changed ]]; then
 		date -r "$INSTALLED_SO" '+%H:%M:%S' >"$BENCH_DIR/so_changed"
-		log "  ERROR: $INSTALLED_SO was replaced at $(cat "$BENCH_DIR/so_changed") during the run (make install?);" \
-			"every result from then on is invalid: run again"
+		log "  ERROR: $INSTALLED_SO was replaced by another build at $(cat "$BENCH_DIR/so_changed") during the run" \
+			"(make install?); every drain from then on is invalid: run again"
 	fi
 	return 1
 }
 
 # The scheduler keeps the library it mapped at start, whatever happens to
 # the file: an idle phase is valid if that is the file the run started with
-# (same inode), even after a reinstall.
+# (or one with the same content), even after a reinstall.
 scheduler_lib_ok() {
 	local ino
 	ino=$(awk '/pg_shardload\.so/ { print $5; exit }' "/proc/$1/maps")
-	if [[ $ino != "${SO_ID%% *}" ]]; then
-		log "  the scheduler (pid $1) maps pg_shardload.so inode '$ino', not the one the run started with (${SO_ID%% *})"
+	if [[ $ino != "${SO_ID%% *}" ]] && ! grep -q "^$ino " "$BENCH_DIR/so_same" 2>/dev/null; then
+		log "  the scheduler (pid $1) maps pg_shardload.so inode '$ino', not the build the run started with (inode ${SO_ID%% *})"
 		return 1
 	fi
 }
@@ -599,7 +610,7 @@ report() {
 		echo "CLK_TCK $CLK_TCK (CPU time resolution $(awk -v hz="$CLK_TCK" 'BEGIN { print 1000 / hz }') ms)"
 		echo "pg_shardload.so installed $(get so_installed), sha256 $(get so_sha256); repo HEAD $(get repo_head)"
 		if [[ -e $BENCH_DIR/so_changed ]]; then
-			echo "ERROR: pg_shardload.so was replaced at $(cat "$BENCH_DIR/so_changed") during the run: results from then on are INVALID"
+			echo "ERROR: pg_shardload.so was replaced by another build at $(cat "$BENCH_DIR/so_changed") during the run: drains from then on are INVALID"
 		fi
 		if want drain; then
 			echo
@@ -684,9 +695,10 @@ main() {
 	local started w nap cat
 	started=$(now)
 	SO_ID=$(so_id)
+	SO_SHA=$(sha256sum "$INSTALLED_SO" | cut -d' ' -f1)
 	setup_servers
 	record so_installed "$(date -r "$INSTALLED_SO" -u '+%Y-%m-%dT%H:%M:%SZ')"
-	record so_sha256 "$(sha256sum "$INSTALLED_SO" | cut -c1-12)"
+	record so_sha256 "${SO_SHA:0:12}"
 	record repo_head "$(git -C "$SCRIPT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	log "servers up: coordinator :$COORD_PORT, shards :$((COORD_PORT + 1))-:$((COORD_PORT + NSHARDS)), dir $BENCH_DIR"
 	setup_schema
