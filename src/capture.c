@@ -21,10 +21,11 @@
 #include "capture.h"
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "route_check.h"
 
 static void flush_slice(Capture *cap, int slice_no);
-static void reject_row(Capture *cap, int64 line_no, const char *sqlstate,
-					   const char *message);
+static void record_reject(Capture *cap, int64 line_no, const char *sqlstate,
+						  const char *message);
 
 /*
  * CaptureCreate
@@ -105,11 +106,32 @@ ShardloadAppendCopyText(StringInfo buf, const char *value)
 }
 
 /*
+ * append_line
+ *	  The row's COPY text line into cap->line, hashed.
+ */
+static void
+append_line(Capture *cap, char **values)
+{
+	resetStringInfo(&cap->line);
+	for (int i = 0; i < cap->router->ncolumns; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&cap->line, '\t');
+		ShardloadAppendCopyText(&cap->line, values[i]);
+	}
+	appendStringInfoChar(&cap->line, '\n');
+	if (pg_cryptohash_update(cap->hash, (uint8 *) cap->line.data, cap->line.len) < 0)
+		elog(ERROR, "could not update SHA-256 context");
+	cap->rows++;
+}
+
+/*
  * CaptureAddRow
  *	  Add one row: values are the insertable columns' text forms (NULL for
- *	  SQL NULL); key is the partition key's value if key_known, else it is
- *	  parsed from its text.  In reject mode a row that cannot be loaded is
- *	  kept in shardload.reject instead.  Flushes a full chunk.
+ *	  SQL NULL), fixed forms already (key_known: key is the key's value)
+ *	  or text input, which is checked (reject mode) and recoded here.  In
+ *	  reject mode a row that cannot be loaded is kept in shardload.reject
+ *	  instead.  Flushes a full chunk.
  */
 void
 CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull,
@@ -121,24 +143,29 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 	char		sqlstate[6];
 	char	   *message;
 
-	resetStringInfo(&cap->line);
-	for (int i = 0; i < router->ncolumns; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(&cap->line, '\t');
-		ShardloadAppendCopyText(&cap->line, values[i]);
-	}
-	appendStringInfoChar(&cap->line, '\n');
-
-	if (pg_cryptohash_update(cap->hash, (uint8 *) cap->line.data, cap->line.len) < 0)
-		elog(ERROR, "could not update SHA-256 context");
-	cap->rows++;
-
 	if (cap->checker && !RowCheckerCheck(cap->checker, values, sqlstate, &message))
 	{
-		reject_row(cap, line_no, sqlstate, message);
+		CaptureRejectRow(cap, line_no, values, sqlstate, message);
 		return;
 	}
+	if (cap->recoder && cap->recoder->any)
+	{
+		/* text read as this session reads it, written in the fixed forms */
+		for (int i = 0; i < router->ncolumns; i++)
+		{
+			Datum		parsed;
+
+			if (!cap->recoder->recode[i] || values[i] == NULL)
+				continue;
+			parsed = ShardloadRecodeValue(cap->recoder, i, &values[i]);
+			if (i == router->key_column)
+			{
+				key = parsed;
+				key_known = true;
+			}
+		}
+	}
+	append_line(cap, values);
 	if (!key_known && !key_isnull)
 		key = ShardloadRouterParseKey(router, values[router->key_column]);
 	slice_no = ShardloadRoute(router, key, key_isnull) + 1;
@@ -153,9 +180,9 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 
 		if (cap->checker)
 		{
-			reject_row(cap, line_no, "23514",
-					   psprintf("no partition of relation \"%s\" found for row: partition key %s",
-								RelationGetRelationName(router->rel), detail));
+			record_reject(cap, line_no, "23514",
+						  psprintf("no partition of relation \"%s\" found for row: partition key %s",
+								   RelationGetRelationName(router->rel), detail));
 			return;
 		}
 		if (slice->rows == 0)
@@ -176,12 +203,25 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 }
 
 /*
- * reject_row
- *	  Keep the current row in shardload.reject with its reason: the input
- *	  line as given when the source has lines, else its COPY text.
+ * CaptureRejectRow
+ *	  Keep a row that cannot be loaded (values: its text, for the hash and
+ *	  the record) in shardload.reject with its reason.
+ */
+void
+CaptureRejectRow(Capture *cap, int64 line_no, char **values, const char *sqlstate,
+				 const char *message)
+{
+	append_line(cap, values);
+	record_reject(cap, line_no, sqlstate, message);
+}
+
+/*
+ * record_reject
+ *	  Keep the current row (cap->line) in shardload.reject with its reason:
+ *	  the input line as given when the source has lines, else its COPY text.
  */
 static void
-reject_row(Capture *cap, int64 line_no, const char *sqlstate, const char *message)
+record_reject(Capture *cap, int64 line_no, const char *sqlstate, const char *message)
 {
 	cap->rejected++;
 	if (!cap->write_payload)
@@ -267,15 +307,15 @@ void
 CaptureRecordSlices(Capture *cap)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[9] = {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID,
-	INT8OID, INT8OID, INT8OID, TEXTOID};
+	Oid			argtypes[10] = {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 
 	ShardloadCatalogBegin(&session);
 	for (int i = 0; i < cap->nslices; i++)
 	{
 		CaptureSlice *slice = &cap->slices[i];
-		Datum		values[9];
-		char		nulls[9] = "         ";
+		Datum		values[10];
+		char		nulls[10] = "          ";
 
 		if (slice->rows == 0)
 			continue;
@@ -285,7 +325,7 @@ CaptureRecordSlices(Capture *cap)
 		values[6] = Int64GetDatum(slice->bytes);
 		if (i == 0)
 		{
-			nulls[2] = nulls[3] = nulls[4] = 'n';
+			nulls[2] = nulls[3] = nulls[4] = nulls[9] = 'n';
 			values[7] = Int64GetDatum(slice->first_line);
 			values[8] = CStringGetTextDatum(slice->first_detail);
 		}
@@ -303,13 +343,14 @@ CaptureRecordSlices(Capture *cap)
 			else
 				nulls[4] = 'n';
 			nulls[7] = nulls[8] = 'n';
+			values[9] = CStringGetTextDatum(ShardloadSliceSignature(part, cap->router));
 		}
 		ShardloadSpiExec("INSERT INTO shardload.slice (batch_id, slice_no, partition,"
 						 " partition_name, shard, rows, bytes, first_row_line,"
-						 " first_row_detail, state)"
-						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+						 " first_row_detail, route_signature, state)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
 						 " CASE WHEN $2 = 0 THEN 'unroutable' ELSE 'pending' END)",
-						 9, argtypes, values, nulls);
+						 10, argtypes, values, nulls);
 	}
 	ShardloadCatalogEnd(&session);
 }

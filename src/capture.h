@@ -13,6 +13,7 @@
 
 #include "reject.h"
 #include "routing.h"
+#include "value_forms.h"
 
 /* Rows bound for one slice, buffered until a chunk is full. */
 typedef struct CaptureSlice
@@ -41,6 +42,7 @@ typedef struct Capture
 	MemoryContext row_context;	/* reset after every row */
 	bool		reject_mode;	/* on_error reject: check rows, keep bad ones */
 	RowChecker *checker;		/* made by the source, which knows its types */
+	ShardloadRecoder *recoder;	/* text input: columns to parse and rewrite */
 	const char *raw_line;		/* the input line as given, if known */
 	int64		rejected;
 } Capture;
@@ -49,6 +51,8 @@ extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool writ
 							  bool reject_mode);
 extern void CaptureAddRow(Capture *cap, int64 line_no, char **values,
 						  Datum key, bool key_isnull, bool key_known);
+extern void CaptureRejectRow(Capture *cap, int64 line_no, char **values,
+							 const char *sqlstate, const char *message);
 extern char *CaptureFinish(Capture *cap);
 extern void CaptureRecordSlices(Capture *cap);
 extern void ShardloadAppendCopyText(StringInfo buf, const char *value);

@@ -23,16 +23,19 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "assign.h"
 #include "capture.h"
 #include "pg_shardload.h"
+#include "value_forms.h"
 
 /* DestReceiver that feeds a query's rows into a capture. */
 typedef struct CaptureReceiver
 {
 	DestReceiver pub;
 	Capture    *cap;
-	FmgrInfo   *out_funcs;
-	bool		key_needs_parse;	/* source key type differs from the key's */
+	ShardloadAssigner *assigner;
+	FmgrInfo   *out_funcs;		/* of the target's column types */
+	Oid		   *types;
 	char	  **values;
 } CaptureReceiver;
 
@@ -42,6 +45,8 @@ static size_t copy_string_left;
 
 static void receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo);
 static bool receiver_receive(TupleTableSlot *slot, DestReceiver *self);
+static bool assign_row(CaptureReceiver *receiver, TupleTableSlot *slot, Datum *key,
+					   bool *key_isnull, char *sqlstate, char **message);
 static void receiver_shutdown(DestReceiver *self);
 static void receiver_destroy(DestReceiver *self);
 static int	copy_from_string(void *outbuf, int minread, int maxread);
@@ -110,6 +115,7 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
 	CaptureReceiver *receiver = (CaptureReceiver *) self;
 	ShardloadRouter *router = receiver->cap->router;
+	TupleDesc	target = RelationGetDescr(router->rel);
 	int			natts = 0;
 
 	for (int i = 0; i < typeinfo->natts; i++)
@@ -130,28 +136,28 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 				 errhint("Select the columns in the table's order: %s.", names.data)));
 	}
 
-	receiver->out_funcs = palloc(sizeof(FmgrInfo) * typeinfo->natts);
-	for (int i = 0; i < typeinfo->natts; i++)
+	/* values become the target's types in this session, then fixed text */
+	receiver->assigner = ShardloadAssignerCreate(router->rel, router->ncolumns,
+												 router->columns, router->column_names,
+												 typeinfo);
+	receiver->out_funcs = palloc(sizeof(FmgrInfo) * router->ncolumns);
+	receiver->types = palloc(sizeof(Oid) * router->ncolumns);
+	for (int i = 0; i < router->ncolumns; i++)
 	{
 		Oid			func;
 		bool		isvarlena;
 
-		getTypeOutputInfo(TupleDescAttr(typeinfo, i)->atttypid, &func, &isvarlena);
+		receiver->types[i] = TupleDescAttr(target, router->columns[i] - 1)->atttypid;
+		getTypeOutputInfo(receiver->types[i], &func, &isvarlena);
 		fmgr_info(func, &receiver->out_funcs[i]);
 	}
-	/* with a typmod (numeric(10,2)) the key is routed as INSERT would store it */
-	receiver->key_needs_parse =
-		TupleDescAttr(typeinfo, router->key_column)->atttypid != router->key_type ||
-		router->key_typmod >= 0;
 	if (receiver->cap->reject_mode)
 	{
-		Oid		   *types = palloc(sizeof(Oid) * typeinfo->natts);
-
-		for (int i = 0; i < typeinfo->natts; i++)
-			types[i] = TupleDescAttr(typeinfo, i)->atttypid;
-		receiver->cap->checker = RowCheckerCreate(router, types);
+		/* values arrive as the columns' types: only NULLs are left to check */
+		receiver->cap->checker = RowCheckerCreate(router, NULL);
+		memset(receiver->cap->checker->check_input, 0, sizeof(bool) * router->ncolumns);
 	}
-	receiver->values = palloc(sizeof(char *) * typeinfo->natts);
+	receiver->values = palloc(sizeof(char *) * router->ncolumns);
 }
 
 static bool
@@ -159,22 +165,98 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	CaptureReceiver *receiver = (CaptureReceiver *) self;
 	Capture    *cap = receiver->cap;
-	int			key_column = cap->router->key_column;
 	MemoryContext old = MemoryContextSwitchTo(cap->row_context);
-	Datum		key;
-	bool		key_isnull;
+	Datum		key = (Datum) 0;
+	bool		key_isnull = true;
+	int64		line_no = cap->rows + 1;
+	char		sqlstate[6];
+	char	   *message;
 
 	slot_getallattrs(slot);
-	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
-		receiver->values[i] = slot->tts_isnull[i] ? NULL :
-			OutputFunctionCall(&receiver->out_funcs[i], slot->tts_values[i]);
+	if (!assign_row(receiver, slot, &key, &key_isnull, sqlstate, &message))
+	{
+		/* the row as the source gave it, for the record */
+		for (int i = 0; i < cap->router->ncolumns; i++)
+		{
+			int			src = receiver->assigner->source_column[i];
+			Oid			func;
+			bool		isvarlena;
 
-	key_isnull = slot->tts_isnull[key_column];
-	key = slot->tts_values[key_column];
-	CaptureAddRow(cap, cap->rows + 1, receiver->values, key, key_isnull,
-				  !receiver->key_needs_parse);
+			getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, src)->atttypid,
+							  &func, &isvarlena);
+			receiver->values[i] = slot->tts_isnull[src] ? NULL :
+				OidOutputFunctionCall(func, slot->tts_values[src]);
+		}
+		CaptureRejectRow(cap, line_no, receiver->values, sqlstate, message);
+	}
+	else
+		CaptureAddRow(cap, line_no, receiver->values, key, key_isnull, true);
+	ShardloadAssignerReset(receiver->assigner);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(cap->row_context);
+	return true;
+}
+
+/*
+ * assign_row
+ *	  The slot's values as the target's types, in their fixed text forms,
+ *	  into receiver->values; the key's value too.  In reject mode a value
+ *	  the target column refuses (too long, out of range) returns false with
+ *	  the reason; otherwise it throws, as INSERT would.
+ */
+static bool
+assign_row(CaptureReceiver *receiver, TupleTableSlot *slot, Datum *key, bool *key_isnull,
+		   char *sqlstate, char **message)
+{
+	ShardloadAssigner *assigner = receiver->assigner;
+	Capture    *cap = receiver->cap;
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum	   *assigned = palloc(sizeof(Datum) * assigner->ncolumns);
+	bool	   *isnull = palloc(sizeof(bool) * assigner->ncolumns);
+	volatile int col = 0;
+
+	PG_TRY();
+	{
+		for (col = 0; col < assigner->ncolumns; col++)
+		{
+			int			src = assigner->source_column[col];
+
+			isnull[col] = slot->tts_isnull[src];
+			assigned[col] = ShardloadAssign(assigner, col, slot->tts_values[src], &isnull[col]);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			class;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+		/*
+		 * Built-in casts only raise and allocate, so their data errors can be
+		 * caught without a subtransaction; a cast that may run SQL (a domain's
+		 * CHECK) cannot, and throws.
+		 */
+		if (!cap->reject_mode || assigner->may_run_sql ||
+			(class != ERRCODE_DATA_EXCEPTION && class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION))
+			PG_RE_THROW();
+		FlushErrorState();
+		strlcpy(sqlstate, unpack_sql_state(edata->sqlerrcode), 6);
+		*message = psprintf("column \"%s\": %s", cap->router->column_names[col],
+							edata->message);
+		return false;
+	}
+	PG_END_TRY();
+
+	ShardloadFixedFormsBegin();
+	for (int i = 0; i < assigner->ncolumns; i++)
+		receiver->values[i] = isnull[i] ? NULL :
+			ShardloadOutputFixed(&receiver->out_funcs[i], receiver->types[i], assigned[i]);
+	ShardloadFixedFormsEnd();
+	*key = assigned[cap->router->key_column];
+	*key_isnull = isnull[cap->router->key_column];
 	return true;
 }
 
@@ -244,6 +326,7 @@ CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 
 	if (cap->reject_mode)
 		cap->checker = RowCheckerCreate(router, NULL);
+	cap->recoder = ShardloadRecoderCreate(router->rel, router->ncolumns, router->columns);
 	for (;;)
 	{
 		MemoryContext old;

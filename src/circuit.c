@@ -139,3 +139,44 @@ is_unreachable(const char *sqlstate)
 	return strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
 		strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0;
 }
+
+/*
+ * ShardloadShardIdentity
+ *	  The database (system identifier/database name) the server reached
+ *	  last, or NULL if it was never reached.
+ */
+char *
+ShardloadShardIdentity(const char *server)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(server)};
+	char	   *identity = NULL;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT identity FROM shardload.shard_state WHERE server = $1",
+					 1, argtypes, values, NULL);
+	if (SPI_processed == 1)
+		identity = ShardloadSpiText(&session, 0, 1);
+	ShardloadCatalogEnd(&session);
+	return identity;
+}
+
+/*
+ * ShardloadShardIdentitySet
+ *	  Remember the database the server reached in this attempt.
+ */
+void
+ShardloadShardIdentitySet(const char *server, const char *identity)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(server), CStringGetTextDatum(identity)};
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("INSERT INTO shardload.shard_state AS c (server, identity) VALUES ($1, $2)"
+					 " ON CONFLICT (server) DO UPDATE SET identity = $2"
+					 " WHERE c.identity IS DISTINCT FROM $2",
+					 2, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+}

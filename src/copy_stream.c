@@ -20,6 +20,7 @@
 #include "pgstat.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
@@ -57,7 +58,10 @@ typedef enum StreamState
 
 static void start_connect(StreamShard *sh);
 static bool step(StreamBatch *batch, StreamShard *sh);
-static bool step_connecting(StreamShard *sh);
+static bool step_connecting(StreamBatch *batch, StreamShard *sh);
+static void ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res);
+static void fail_ledger(StreamShard *sh, const char *sqlstate, const char *message,
+						const char *detail);
 static bool step_copying(StreamBatch *batch, StreamShard *sh);
 static bool collect_results(StreamShard *sh);
 static void dispatch(StreamBatch *batch, StreamShard *sh);
@@ -73,7 +77,7 @@ static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
-							   const char *skipped);
+							   const char *skipped, const char *reasons);
 static int64 failing_slice_line(StreamSlice *slice, ShardloadFailure *error);
 static void name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error);
 static bytea *skip_lines(StreamSlice *slice, bytea *chunk);
@@ -212,7 +216,7 @@ step(StreamBatch *batch, StreamShard *sh)
 	bool		progress = false;
 
 	if (sh->state == STREAM_CONNECTING)
-		return step_connecting(sh);
+		return step_connecting(batch, sh);
 	if (sh->state == STREAM_COPYING)
 		return step_copying(batch, sh);
 
@@ -247,7 +251,7 @@ step(StreamBatch *batch, StreamShard *sh)
 }
 
 static bool
-step_connecting(StreamShard *sh)
+step_connecting(StreamBatch *batch, StreamShard *sh)
 {
 	PostgresPollingStatusType poll;
 
@@ -277,7 +281,7 @@ step_connecting(StreamShard *sh)
 				sh->state = STREAM_DONE;
 				return true;
 			}
-			send_query(sh, LedgerProbeSql(), STREAM_PROBE);
+			send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary), STREAM_PROBE);
 			return true;
 		case PGRES_POLLING_READING:
 			sh->want = WL_SOCKET_READABLE;
@@ -443,28 +447,29 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 	switch ((StreamState) sh->state)
 	{
 		case STREAM_PROBE:
-		case STREAM_CREATE_LEDGER:
-			/* a concurrent loader created the ledger first: fine */
-			if (error && sh->state == STREAM_CREATE_LEDGER &&
-				(strcmp(error->sqlstate, "42P07") == 0 ||
-				 strcmp(error->sqlstate, "42P06") == 0 ||
-				 strcmp(error->sqlstate, "23505") == 0))
-				error = NULL;
 			if (error)
 			{
-				for (; sh->current < sh->nslices; sh->current++)
-					sh->slices[sh->current]->failure = error;
-				close_shard(sh);
-				sh->state = STREAM_DONE;
+				fail_ledger(sh, error->sqlstate, error->message, NULL);
+				break;
 			}
-			else if (sh->state == STREAM_PROBE &&
-					 !(res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0))
-				send_query(sh, LedgerCreateSql(), STREAM_CREATE_LEDGER);
-			else
+			ledger_probed(batch, sh, res);
+			break;
+
+		case STREAM_CREATE_LEDGER:
+			/* a concurrent loader created the ledger first: fine */
+			if (error && strcmp(error->sqlstate, "42P07") != 0 &&
+				strcmp(error->sqlstate, "42P06") != 0 &&
+				strcmp(error->sqlstate, "23505") != 0)
 			{
-				sh->current = -1;
-				start_next_slice(batch, sh);
+				fail_ledger(sh, error->sqlstate,
+							psprintf("could not create the slice ledger on server \"%s\"",
+									 sh->params->servername),
+							error->message);
+				break;
 			}
+			sh->ledger_reasons = true;
+			sh->current = -1;
+			start_next_slice(batch, sh);
 			break;
 
 		case STREAM_SLICE_CHECK:
@@ -472,7 +477,8 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 				fail_slice(sh, error);
 			else if (res && PQntuples(res) == 1)
 			{
-				if (!ledger_row_matches(batch, sh, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)))
+				if (!ledger_row_matches(batch, sh, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+										PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2)))
 					break;
 				slice->committed = slice->found_in_ledger = true;
 				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
@@ -515,9 +521,11 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 				}
 			}
 			else
-				send_query(sh, LedgerRecordAndCommitSql(&key, slice->remote_table,
-														slice->rows - slice->nskip,
-														slice->skip, slice->nskip),
+				send_query(sh, ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
+																 slice->rows - slice->nskip,
+																 slice->skip,
+																 sh->ledger_reasons ? slice->skip_reasons : NULL,
+																 slice->nskip),
 						   STREAM_COMMIT);
 			break;
 
@@ -556,6 +564,88 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 }
 
 /*
+ * ledger_probed
+ *	  The probe answered: create the ledger if it is missing, refuse one
+ *	  this role cannot use, and refuse slices whose earlier outcome is
+ *	  unknown if this is not the server they were sent to; then start.
+ */
+static void
+ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
+{
+	bool		exists;
+
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 4)
+	{
+		fail_connection(sh, "LEDGER", "08P01");
+		return;
+	}
+	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	sh->ledger_reasons = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	sh->identity = pstrdup(PQgetvalue(res, 0, 3));
+
+	for (int i = 0; i < sh->nslices; i++)
+	{
+		StreamSlice *slice = sh->slices[i];
+		ShardloadFailure *f;
+
+		if (slice->expected_identity == NULL ||
+			strcmp(slice->expected_identity, sh->identity) == 0)
+			continue;
+		f = palloc0(sizeof(ShardloadFailure));
+		f->stage = "VERIFY";
+		f->shard = sh->params->servername;
+		strlcpy(f->sqlstate, SQLSTATE_SHARDLOAD_OTHER_SERVER, sizeof(f->sqlstate));
+		f->message = psprintf("server \"%s\" now reaches another database than slice %d was sent to\n"
+							  "DETAIL:  The slice was sent to %s and may have been loaded there; the server now reaches %s.\n"
+							  "HINT:  Look for batch %lld in the ledger of the database the slice was sent to; "
+							  "if it is not there, point the server back or submit the rows again under a new batch key.",
+							  sh->params->servername, slice->slice_no, slice->expected_identity,
+							  sh->identity, (long long) batch->batch_id);
+		slice->failure = f;
+	}
+
+	if (!exists)
+		send_query(sh, ShardloadLedgerCreateSql(), STREAM_CREATE_LEDGER);
+	else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+		fail_ledger(sh, "42501",
+					psprintf("permission denied for the slice ledger on server \"%s\"",
+							 sh->params->servername),
+					"The ledger " SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE
+					" exists, but the role of this user mapping may not read and add rows to it.");
+	else
+	{
+		sh->current = -1;
+		start_next_slice(batch, sh);
+	}
+}
+
+/*
+ * fail_ledger
+ *	  The ledger cannot be used (missing and not creatable, or not this
+ *	  role's): every slice of the shard fails at stage LEDGER, with a hint
+ *	  that says how to prepare the shard.
+ */
+static void
+fail_ledger(StreamShard *sh, const char *sqlstate, const char *message, const char *detail)
+{
+	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+
+	f->stage = "LEDGER";
+	f->shard = sh->params->servername;
+	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
+	f->message = psprintf("%s%s%s\nHINT:  Run SELECT shardload.prepare_shard(%s) on the coordinator as this role, "
+						  "or have the shard's administrator run the SQL of shardload.ledger_ddl() on the shard as the role of the user mapping "
+						  "(it needs CREATE on the shard's database the first time).",
+						  message, detail ? "\nDETAIL:  " : "", detail ? detail : "",
+						  quote_literal_cstr(sh->params->servername));
+	for (int i = 0; i < sh->nslices; i++)
+		if (sh->slices[i]->failure == NULL)
+			sh->slices[i]->failure = f;
+	close_shard(sh);
+	sh->state = STREAM_DONE;
+}
+
+/*
  * send_query
  *	  Send sql without waiting and move to state next.
  */
@@ -590,6 +680,8 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	LedgerSliceKey key;
 
 	sh->current++;
+	while (sh->current < sh->nslices && sh->slices[sh->current]->failure != NULL)
+		sh->current++;			/* refused before it was sent */
 	if (sh->chunk)
 	{
 		pfree(sh->chunk);
@@ -602,7 +694,8 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 		return;
 	}
 	key = slice_key(batch, sh);
-	send_query(sh, LedgerBeginAndCheckSql(&key), STREAM_SLICE_CHECK);
+	sh->slices[sh->current]->sent_identity = sh->identity;
+	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons), STREAM_SLICE_CHECK);
 }
 
 /*
@@ -767,9 +860,10 @@ stage_of(int state)
 	switch ((StreamState) state)
 	{
 		case STREAM_CONNECTING:
+			return "CONNECT";
 		case STREAM_PROBE:
 		case STREAM_CREATE_LEDGER:
-			return "CONNECT";
+			return "LEDGER";
 		case STREAM_SLICE_CHECK:
 			return "VERIFY";
 		case STREAM_COMMIT:
@@ -781,11 +875,12 @@ stage_of(int state)
 }
 
 /*
- * StreamSliceSkip
- *	  Do not send line slice_line (1-based) of the slice any more.
+ * ShardloadStreamSliceSkip
+ *	  Do not send line slice_line (1-based) of the slice any more; reason
+ *	  ("SQLSTATE message", or NULL) is kept with it in the ledger.
  */
 void
-StreamSliceSkip(StreamSlice *slice, int64 slice_line)
+ShardloadStreamSliceSkip(StreamSlice *slice, int64 slice_line, const char *reason)
 {
 	int			i;
 
@@ -794,10 +889,17 @@ StreamSliceSkip(StreamSlice *slice, int64 slice_line)
 		slice->maxskip = Max(16, slice->maxskip * 2);
 		slice->skip = slice->skip ? repalloc(slice->skip, sizeof(int64) * slice->maxskip)
 			: palloc(sizeof(int64) * slice->maxskip);
+		slice->skip_reasons = slice->skip_reasons ?
+			repalloc(slice->skip_reasons, sizeof(char *) * slice->maxskip)
+			: palloc(sizeof(char *) * slice->maxskip);
 	}
 	for (i = slice->nskip; i > 0 && slice->skip[i - 1] > slice_line; i--)
+	{
 		slice->skip[i] = slice->skip[i - 1];
+		slice->skip_reasons[i] = slice->skip_reasons[i - 1];
+	}
 	slice->skip[i] = slice_line;
+	slice->skip_reasons[i] = reason ? pstrdup(reason) : NULL;
 	slice->nskip++;
 }
 
@@ -878,10 +980,10 @@ try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 	primary = pstrdup(error->message);
 	if ((newline = strchr(primary, '\n')) != NULL)
 		*newline = '\0';
-	ShardloadRecordReject(batch->batch_id, line_no, error->sqlstate,
-						  psprintf("%s (on server \"%s\")", primary, sh->params->servername),
+	primary = psprintf("%s (on server \"%s\")", primary, sh->params->servername);
+	ShardloadRecordReject(batch->batch_id, line_no, error->sqlstate, primary,
 						  raw_row, slice->slice_no, line);
-	StreamSliceSkip(slice, line);
+	ShardloadStreamSliceSkip(slice, line, psprintf("%s %s", error->sqlstate, primary));
 	batch->reject_budget--;
 	sh->retry_slice = true;
 	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
@@ -935,13 +1037,16 @@ name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error)
  *	  other content (a restored or cloned coordinator reusing batch ids),
  *	  fail the slice rather than skip it.  Rows the shard refused when it
  *	  was loaded, whose records were lost with that attempt (a crash
- *	  between the shard's COMMIT and ours), are recorded again.
+ *	  between the shard's COMMIT and ours), are recorded again, with the
+ *	  reason the ledger kept (reasons: separated by 0x1f, or NULL).
  */
 static bool
-ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const char *skipped)
+ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const char *skipped,
+				   const char *reasons)
 {
 	StreamSlice *slice = sh->slices[sh->current];
 	const char *p = skipped;
+	const char *r = reasons;
 
 	if (strcmp(hash, batch->content_hash) != 0)
 	{
@@ -963,6 +1068,7 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 		char	   *end;
 		int64		line = strtoll(p, &end, 10);
 		bool		known = false;
+		char	   *reason = NULL;
 
 		if (end == p)
 		{
@@ -970,19 +1076,32 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 			continue;
 		}
 		p = end;
+		if (r && *r)
+		{
+			const char *sep = strchr(r, '\x1f');
+
+			reason = sep ? pnstrdup(r, sep - r) : pstrdup(r);
+			r = sep ? sep + 1 : r + strlen(r);
+		}
 		for (int i = 0; i < slice->nskip; i++)
 			known |= slice->skip[i] == line;
 		if (!known)
 		{
 			int64		line_no;
 			char	   *raw_row;
+			char		sqlstate[6] = "22000";
+			const char *message = psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
+										   sh->params->servername);
 
+			if (reason && strlen(reason) > 6 && reason[5] == ' ')
+			{
+				memcpy(sqlstate, reason, 5);
+				message = reason + 6;
+			}
 			if (ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
-				ShardloadRecordReject(batch->batch_id, line_no, "22000",
-									  psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
-											   sh->params->servername),
+				ShardloadRecordReject(batch->batch_id, line_no, sqlstate, message,
 									  raw_row, slice->slice_no, line);
-			StreamSliceSkip(slice, line);
+			ShardloadStreamSliceSkip(slice, line, reason);
 		}
 	}
 	return true;

@@ -32,7 +32,12 @@ typedef struct StreamSlice
 	int			nskip;
 	int			maxskip;
 	int64	   *skip;			/* sorted slice lines (1-based) not to send */
+	char	  **skip_reasons;	/* why each was refused: "SQLSTATE message" */
 	int64		line_base;		/* lines in the chunks sent before this one */
+
+	/* the shard this slice went to before, if its outcome may be unknown */
+	const char *expected_identity;
+	const char *sent_identity;	/* the shard it was sent to in this attempt */
 } StreamSlice;
 
 /* One shard connection and the slices it carries (private fields below). */
@@ -55,6 +60,8 @@ typedef struct StreamShard
 	PGresult   *result;			/* last result of the query in flight */
 	bool		retry_slice;	/* after the ROLLBACK, send the slice again */
 	ShardloadFailure *error;	/* first error of the query in flight */
+	char	   *identity;		/* system identifier/database, once connected */
+	bool		ledger_reasons; /* the ledger keeps reasons of refused rows */
 } StreamShard;
 
 /* What every shard needs to know about the batch. */
@@ -67,9 +74,10 @@ typedef struct StreamBatch
 	int64		reject_budget;	/* rows the shards may still refuse */
 	const char *coordinator_id;
 	const char *content_hash;
+	const char *lc_monetary;	/* for batches with money values, else NULL */
 } StreamBatch;
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
-extern void StreamSliceSkip(StreamSlice *slice, int64 slice_line);
+extern void ShardloadStreamSliceSkip(StreamSlice *slice, int64 slice_line, const char *reason);
 
 #endif							/* SHARDLOAD_COPY_STREAM_H */

@@ -17,48 +17,83 @@
 
 #include "ledger.h"
 #include "pg_shardload.h"
+#include "value_forms.h"
 
 /* Any constant works: it only serializes ledger creators on one shard. */
 #define LEDGER_CREATE_LOCK	"7305741139183"
 
+#define LEDGER_NAME SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE
+
 /*
- * LedgerProbeSql
- *	  Pins the remote search_path, then asks whether the ledger exists.
+ * The ledger, created by the shard role that loads through it and private
+ * to that role: no other role on the shard may read what was loaded or add
+ * rows that would make a slice count as loaded.  Its one source: docs and
+ * shardload.ledger_ddl() show this text.
+ */
+static const char ledger_ddl[] =
+"CREATE SCHEMA IF NOT EXISTS " SHARDLOAD_LEDGER_SCHEMA ";\n"
+"CREATE TABLE IF NOT EXISTS " LEDGER_NAME " (\n"
+"    coordinator_id uuid NOT NULL,\n"
+"    batch_id bigint NOT NULL,\n"
+"    slice_no int NOT NULL,\n"
+"    target_table text NOT NULL,\n"
+"    content_hash text NOT NULL,\n"
+"    rows bigint NOT NULL,\n"
+"    skipped_lines bigint[] NOT NULL DEFAULT '{}',\n"
+"    skipped_reasons text[] NOT NULL DEFAULT '{}',\n"
+"    committed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),\n"
+"    PRIMARY KEY (coordinator_id, batch_id, slice_no));\n"
+"REVOKE ALL ON SCHEMA " SHARDLOAD_LEDGER_SCHEMA " FROM PUBLIC;\n"
+"REVOKE ALL ON TABLE " LEDGER_NAME " FROM PUBLIC;\n";
+
+/*
+ * ShardloadLedgerDdl
+ *	  The SQL that creates the ledger (idempotent), for a shard's
+ *	  administrator to run as the loading role.
  */
 const char *
-LedgerProbeSql(void)
+ShardloadLedgerDdl(void)
 {
-	return "SET search_path = pg_catalog, pg_temp;"
-		" SELECT pg_catalog.to_regclass('" SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE "')"
-		" IS NOT NULL";
+	return ledger_ddl;
 }
 
 /*
- * LedgerCreateSql
- *	  Creates the ledger once, under an advisory lock so that concurrent
- *	  loaders do not race.  Every shard role may read and add rows.
+ * ShardloadLedgerProbeSql
+ *	  Configures the shard session to read the fixed value forms (with the
+ *	  batch's lc_monetary, or NULL), then asks: does the ledger exist, may
+ *	  this role use it, does it keep reasons, and which server is this
+ *	  (system identifier and database).
  */
-const char *
-LedgerCreateSql(void)
+char *
+ShardloadLedgerProbeSql(const char *lc_monetary)
 {
-	return "DO $shardload$ BEGIN"
-		" PERFORM pg_catalog.pg_advisory_xact_lock(" LEDGER_CREATE_LOCK ");"
-		" IF pg_catalog.to_regclass('" SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE "') IS NULL THEN"
-		"  CREATE SCHEMA IF NOT EXISTS " SHARDLOAD_LEDGER_SCHEMA ";"
-		"  CREATE TABLE " SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE " ("
-		"   coordinator_id uuid NOT NULL,"
-		"   batch_id bigint NOT NULL,"
-		"   slice_no int NOT NULL,"
-		"   target_table text NOT NULL,"
-		"   content_hash text NOT NULL,"
-		"   rows bigint NOT NULL,"
-		"   skipped_lines bigint[] NOT NULL DEFAULT '{}',"
-		"   committed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),"
-		"   PRIMARY KEY (coordinator_id, batch_id, slice_no));"
-		"  GRANT USAGE ON SCHEMA " SHARDLOAD_LEDGER_SCHEMA " TO PUBLIC;"
-		"  GRANT SELECT, INSERT ON " SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE " TO PUBLIC;"
-		" END IF;"
-		" END $shardload$";
+	return psprintf("%s SELECT l IS NOT NULL,"
+					" l IS NOT NULL AND pg_catalog.has_schema_privilege('" SHARDLOAD_LEDGER_SCHEMA "', 'USAGE')"
+					"  AND pg_catalog.has_table_privilege(l, 'SELECT')"
+					"  AND pg_catalog.has_table_privilege(l, 'INSERT'),"
+					" EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = l"
+					"  AND a.attname = 'skipped_reasons' AND NOT a.attisdropped),"
+					" (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)"
+					"  || '/' || pg_catalog.current_database()"
+					" FROM pg_catalog.to_regclass('" LEDGER_NAME "') AS l",
+					ShardloadRemoteSessionSql(lc_monetary));
+}
+
+/*
+ * ShardloadLedgerCreateSql
+ *	  Creates the ledger once, under an advisory lock so that concurrent
+ *	  loaders do not race.
+ */
+char *
+ShardloadLedgerCreateSql(void)
+{
+	return psprintf("DO $shardload$ BEGIN"
+					" PERFORM pg_catalog.pg_advisory_xact_lock(" LEDGER_CREATE_LOCK ");"
+					" IF pg_catalog.to_regclass('" LEDGER_NAME "') IS NULL THEN"
+					"  EXECUTE %s;"
+					" END IF;"
+					" END $shardload$",
+					quote_literal_cstr(ledger_ddl));
 }
 
 static void
@@ -70,41 +105,58 @@ append_key_condition(StringInfo sql, LedgerSliceKey *key)
 }
 
 /*
- * LedgerBeginAndCheckSql
+ * ShardloadLedgerBeginAndCheckSql
  *	  Opens the slice's remote transaction and returns its ledger row, if
- *	  any: content hash and the slice lines left out (rows refused).
+ *	  any: content hash, the slice lines left out (rows refused) and, if
+ *	  the ledger keeps them, their reasons.
  */
 char *
-LedgerBeginAndCheckSql(LedgerSliceKey *key)
+ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "BEGIN; SELECT content_hash, skipped_lines::text FROM "
-						   SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE " WHERE ");
+	appendStringInfo(&sql, "BEGIN; SELECT content_hash, skipped_lines::text, %s FROM "
+					 LEDGER_NAME " WHERE ",
+					 /* reasons apart by the unit separator, which messages lack */
+					 with_reasons ? "pg_catalog.array_to_string(skipped_reasons, E'\\x1f')"
+					 : "NULL::text");
 	append_key_condition(&sql, key);
 	return sql.data;
 }
 
 /*
- * LedgerRecordAndCommitSql
+ * ShardloadLedgerRecordAndCommitSql
  *	  Adds the slice's ledger row and commits it with the copied rows.
+ *	  reasons (NULL if the ledger has no column for them) hold why each
+ *	  skipped line was refused, so a record lost on the coordinator can be
+ *	  rebuilt with its reason.
  */
 char *
-LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
-						 int64 *skipped, int nskipped)
+ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
+								  int64 *skipped, char **reasons, int nskipped)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO " SHARDLOAD_LEDGER_SCHEMA "." SHARDLOAD_LEDGER_TABLE
+	appendStringInfo(&sql, "INSERT INTO " LEDGER_NAME
 					 " (coordinator_id, batch_id, slice_no, target_table, content_hash, rows,"
-					 " skipped_lines) VALUES (%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT ", '{",
+					 " skipped_lines%s) VALUES (%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT ", '{",
+					 reasons ? ", skipped_reasons" : "",
 					 quote_literal_cstr(key->coordinator_id), key->batch_id, key->slice_no,
 					 quote_literal_cstr(remote_table), quote_literal_cstr(key->content_hash),
 					 rows);
 	for (int i = 0; i < nskipped; i++)
 		appendStringInfo(&sql, "%s" INT64_FORMAT, i > 0 ? "," : "", skipped[i]);
-	appendStringInfoString(&sql, "}'); COMMIT");
+	appendStringInfoString(&sql, "}'");
+	if (reasons)
+	{
+		appendStringInfoString(&sql, ", ARRAY[");
+		for (int i = 0; i < nskipped; i++)
+			appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
+							 quote_literal_cstr(reasons[i] ? reasons[i] : ""));
+		appendStringInfoString(&sql, "]::text[]");
+	}
+	appendStringInfoString(&sql, "); COMMIT");
 	return sql.data;
 }

@@ -17,10 +17,12 @@ typedef struct LedgerSliceKey
 	const char *content_hash;
 } LedgerSliceKey;
 
-extern const char *LedgerProbeSql(void);
-extern const char *LedgerCreateSql(void);
-extern char *LedgerBeginAndCheckSql(LedgerSliceKey *key);
-extern char *LedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
-									  int64 *skipped, int nskipped);
+extern const char *ShardloadLedgerDdl(void);
+extern char *ShardloadLedgerProbeSql(const char *lc_monetary);
+extern char *ShardloadLedgerCreateSql(void);
+extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons);
+extern char *ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,
+											   int64 rows, int64 *skipped, char **reasons,
+											   int nskipped);
 
 #endif							/* SHARDLOAD_LEDGER_H */

@@ -29,6 +29,7 @@
 #include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -42,8 +43,11 @@
 #include "metadata.h"
 #include "payload.h"
 #include "pg_shardload.h"
+#include "role_context.h"
+#include "route_check.h"
 #include "routing.h"
 #include "subxact.h"
+#include "value_forms.h"
 
 /* A slice of the batch as this attempt sees it. */
 typedef struct RunSlice
@@ -59,6 +63,8 @@ typedef struct RunSlice
 	int64		first_line;
 	char	   *first_detail;
 	bool		deferred;		/* its server's circuit is open */
+	char	   *signature;		/* its destination at capture (route_check.c) */
+	char	   *identity;		/* the shard it was last sent to */
 	struct StreamSlice *stream; /* foreign slices: what the stream made of it */
 	ShardloadFailure *failure;
 } RunSlice;
@@ -105,6 +111,8 @@ static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
 static void load_local_slice(RunState *rs, RunSlice *slice, List *column_names);
 static StreamSlice *stream_slice_for(RunSlice *slice, ShardloadRouter *router);
+static bool destination_changed(ShardloadBatch *batch, RunSlice *slice,
+								ShardloadRouter *router);
 static void skip_known_rejects(int64 batch_id, StreamSlice *ss);
 static int64 count_rejects(int64 batch_id);
 static void record_outcome(RunState *rs);
@@ -292,6 +300,26 @@ record_circuits(RunState *rs)
 	for (int i = 0; i < rs->nslices; i++)
 	{
 		RunSlice   *slice = &rs->slices[i];
+		ShardloadCatalogSession session;
+		Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+		Datum		values[3];
+
+		if (slice->stream == NULL || slice->stream->sent_identity == NULL)
+			continue;
+		/* where it went, so that a retry goes to the same database only */
+		values[0] = Int64GetDatum(rs->batch->batch_id);
+		values[1] = Int32GetDatum(slice->slice_no);
+		values[2] = CStringGetTextDatum(slice->stream->sent_identity);
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("UPDATE shardload.slice SET shard_identity = $3"
+						 " WHERE batch_id = $1 AND slice_no = $2", 3, argtypes, values, NULL);
+		ShardloadCatalogEnd(&session);
+		ShardloadShardIdentitySet(slice->shard, slice->stream->sent_identity);
+	}
+
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
 		ListCell   *lc;
 		bool		dup = false;
 
@@ -332,10 +360,23 @@ load_batch(RunState *rs)
 			rs->slices[i].committed = false;
 }
 
+/*
+ * load_slices_step
+ *	  The load runs as the batch's owner, whoever runs it (runner, run_due,
+ *	  an admin's CALL): the owner's rights and user mappings, its triggers
+ *	  in a security-restricted operation, nothing left behind.
+ */
 static void
 load_slices_step(void *arg)
 {
-	load_slices((RunState *) arg);
+	RunState   *rs = (RunState *) arg;
+	ShardloadRoleContext role;
+
+	ShardloadCheckRoleExists(rs->batch->owner,
+							 psprintf("batch %lld", (long long) rs->batch->batch_id));
+	ShardloadBecomeRole(&role, rs->batch->owner, NULL);
+	load_slices(rs);
+	ShardloadRestoreRole(&role);
 }
 
 /*
@@ -363,7 +404,7 @@ load_slices(RunState *rs)
 
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("SELECT slice_no, coalesce(partition::oid, 0), rows, state,"
-					 " first_row_line, first_row_detail, bytes"
+					 " first_row_line, first_row_detail, bytes, route_signature, shard_identity"
 					 " FROM shardload.slice WHERE batch_id = $1 ORDER BY slice_no",
 					 1, argtypes, values, NULL);
 	rs->nslices = (int) SPI_processed;
@@ -380,6 +421,8 @@ load_slices(RunState *rs)
 		slice->first_line = ShardloadSpiInt64(i, 5, NULL);
 		slice->first_detail = ShardloadSpiText(&session, i, 6);
 		slice->bytes = ShardloadSpiInt64(i, 7, NULL);
+		slice->signature = ShardloadSpiText(&session, i, 8);
+		slice->identity = ShardloadSpiText(&session, i, 9);
 	}
 	ShardloadCatalogEnd(&session);
 
@@ -454,6 +497,8 @@ load_slices(RunState *rs)
 												   slice->slice_no, RelationGetRelationName(target)));
 			continue;
 		}
+		if (destination_changed(batch, slice, router))
+			continue;
 		if (relkind == RELKIND_RELATION)
 			load_local_slice(rs, slice, column_names);
 		else if (relkind == RELKIND_FOREIGN_TABLE)
@@ -488,6 +533,9 @@ load_slices(RunState *rs)
 			}
 			slice->shard = GetForeignServer(serverid)->servername;
 			slice->stream = stream_slice_for(slice, router);
+			/* sent before, outcome maybe unknown: only to the same database */
+			slice->stream->expected_identity = slice->identity ? slice->identity :
+				rs->attempt > 1 ? ShardloadShardIdentity(servername) : NULL;
 			if (strcmp(batch->on_error, "reject") == 0)
 			{
 				slice->stream->reject_mode = true;
@@ -529,6 +577,7 @@ load_slices(RunState *rs)
 	stream_batch.target = batch->target;
 	stream_batch.coordinator_id = rs->coordinator_id;
 	stream_batch.content_hash = batch->content_hash;
+	stream_batch.lc_monetary = batch->lc_monetary;
 	ShardloadStreamSlices(&stream_batch, shards, nshards);
 
 	/* carry the stream's outcome back to the attempt's slices */
@@ -567,6 +616,13 @@ load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
 		slice->failure = failure_from_edata(edata, "COPY", NULL);
 }
 
+/*
+ * local_slice_step
+ *	  Lock the slice's row and load it only if it is not committed yet:
+ *	  the right to load it is decided in the transaction that loads it, so
+ *	  no interleaving of runs (nor user code releasing the batch's lock)
+ *	  loads it twice.  The COPY reads the fixed value forms.
+ */
 static void
 local_slice_step(void *arg)
 {
@@ -574,11 +630,29 @@ local_slice_step(void *arg)
 	ShardloadCatalogSession session;
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2];
+	int			nestlevel;
+	bool		done;
 
-	ShardloadLoadLocalSlice(step->rs->batch->batch_id, step->slice->slice_no,
-							step->slice->partition, step->column_names);
 	values[0] = Int64GetDatum(step->rs->batch->batch_id);
 	values[1] = Int32GetDatum(step->slice->slice_no);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT state = 'committed' FROM shardload.slice"
+					 " WHERE batch_id = $1 AND slice_no = $2 FOR UPDATE",
+					 2, argtypes, values, NULL);
+	done = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}));
+	ShardloadCatalogEnd(&session);
+	if (done)
+	{
+		step->slice->was_committed = true;	/* another run loaded it */
+		return;
+	}
+
+	nestlevel = NewGUCNestLevel();
+	ShardloadSetReadSettings(step->rs->batch->lc_monetary);
+	ShardloadLoadLocalSlice(step->rs->batch->batch_id, step->slice->slice_no,
+							step->slice->partition, step->column_names);
+	AtEOXact_GUC(false, nestlevel);
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
 					 " committed_at = now(), shard = NULL"
@@ -604,45 +678,39 @@ static StreamSlice *
 stream_slice_for(RunSlice *slice, ShardloadRouter *router)
 {
 	StreamSlice *ss = palloc0(sizeof(StreamSlice));
-	ForeignTable *ft = GetForeignTable(slice->partition);
-	const char *schema_name = get_namespace_name(get_rel_namespace(slice->partition));
-	const char *table_name = get_rel_name(slice->partition);
-	StringInfoData sql;
-	ListCell   *lc;
 
-	foreach(lc, ft->options)
-	{
-		DefElem    *opt = lfirst(lc);
-
-		if (strcmp(opt->defname, "schema_name") == 0)
-			schema_name = defGetString(opt);
-		else if (strcmp(opt->defname, "table_name") == 0)
-			table_name = defGetString(opt);
-	}
 	ss->slice_no = slice->slice_no;
 	ss->rows = slice->rows;
 	ss->bytes = slice->bytes;
-	ss->remote_table = quote_qualified_identifier(schema_name, table_name);
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "COPY %s (", ss->remote_table);
-	for (int i = 0; i < router->ncolumns; i++)
-	{
-		const char *colname = router->column_names[i];
-		AttrNumber	attnum = get_attnum(slice->partition, colname);
-
-		foreach(lc, GetForeignColumnOptions(slice->partition, attnum))
-		{
-			DefElem    *opt = lfirst(lc);
-
-			if (strcmp(opt->defname, "column_name") == 0)
-				colname = defGetString(opt);
-		}
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(colname));
-	}
-	appendStringInfoString(&sql, ") FROM STDIN");
-	ss->copy_sql = sql.data;
+	ss->remote_table = ShardloadRemoteTable(slice->partition);
+	ss->copy_sql = psprintf("COPY %s %s FROM STDIN", ss->remote_table,
+							ShardloadRemoteColumns(slice->partition, router));
 	return ss;
+}
+
+/*
+ * destination_changed
+ *	  A slice whose partition was re-attached with another bound, moved to
+ *	  another server, table or columns since capture fails at ROUTE: its
+ *	  rows were routed for the old destination.
+ */
+static bool
+destination_changed(ShardloadBatch *batch, RunSlice *slice, ShardloadRouter *router)
+{
+	char	   *now;
+
+	if (slice->signature == NULL)
+		return false;			/* captured before 0.2 */
+	now = ShardloadSliceSignature(slice->partition, router);
+	if (strcmp(now, slice->signature) == 0)
+		return false;
+	slice->failure = make_failure("ROUTE", NULL, "42P16",
+								  psprintf("partition \"%s\" of slice %d changed since batch %lld was submitted\n"
+										   "DETAIL:  At submit: %s. Now: %s.\n"
+										   "HINT:  The rows were routed for the old partition; submit them again under a new batch key.",
+										   get_rel_name(slice->partition), slice->slice_no,
+										   (long long) batch->batch_id, slice->signature, now));
+	return true;
 }
 
 /*
@@ -659,14 +727,15 @@ skip_known_rejects(int64 batch_id, StreamSlice *ss)
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int32GetDatum(ss->slice_no);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT slice_line FROM shardload.reject"
+	ShardloadSpiExec("SELECT slice_line, sqlstate || ' ' || message FROM shardload.reject"
 					 " WHERE batch_id = $1 AND slice_no = $2 ORDER BY slice_line",
 					 2, argtypes, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		char	   *reason = ShardloadSpiText(&session, i, 2);
 		MemoryContext old = MemoryContextSwitchTo(session.outer);
 
-		StreamSliceSkip(ss, ShardloadSpiInt64(i, 1, NULL));
+		ShardloadStreamSliceSkip(ss, ShardloadSpiInt64(i, 1, NULL), reason);
 		MemoryContextSwitchTo(old);
 	}
 	ShardloadCatalogEnd(&session);

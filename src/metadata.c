@@ -173,7 +173,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 						   "SELECT batch_id, target::oid, target_name, batch_key, tenant,"
 						   " owner::oid, policy_name, on_error, reject_limit, content_hash,"
 						   " state, attempts, series_start, rows_total,"
-						   " (payload_purged_at IS NOT NULL)::text, rows_rejected, columns"
+						   " (payload_purged_at IS NOT NULL)::text, rows_rejected, columns, lc_monetary"
 						   " FROM shardload.batch WHERE batch_id = $1");
 	if (lock)
 		appendStringInfoString(&sql, " FOR UPDATE");
@@ -200,6 +200,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 	batch->payload_purged = strcmp(ShardloadSpiText(session, 0, 15), "true") == 0;
 	batch->rows_rejected = ShardloadSpiInt64(0, 16, NULL);
 	batch->columns = ShardloadSpiText(session, 0, 17);
+	batch->lc_monetary = ShardloadSpiText(session, 0, 18);
 	return batch;
 }
 

@@ -39,6 +39,7 @@ typedef struct ShardloadBatch
 	int64		rows_rejected;
 	bool		payload_purged;
 	char	   *columns;		/* the column layout of the payload */
+	char	   *lc_monetary;	/* of the submitting session, if money values */
 } ShardloadBatch;
 
 extern Oid	ShardloadExtensionOwner(void);

@@ -14,6 +14,8 @@
 #define ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT MAKE_SQLSTATE('S','L','0','0','1')
 /* A shard's ledger holds the slice with other content. */
 #define SQLSTATE_SHARDLOAD_LEDGER_MISMATCH "SL002"
+/* A foreign server now reaches another database than a slice went to. */
+#define SQLSTATE_SHARDLOAD_OTHER_SERVER "SL003"
 
 /* Bytes of COPY text per payload chunk and per COPY data message. */
 #define SHARDLOAD_CHUNK_BYTES		(1024 * 1024)

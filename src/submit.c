@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -23,6 +24,7 @@
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "routing.h"
+#include "value_forms.h"
 #include "worker.h"
 
 static void validate_args(ShardloadSubmitArgs *args);
@@ -205,9 +207,11 @@ static void
 finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[7] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID, TEXTOID};
-	Datum		values[7];
+	Oid			argtypes[8] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
 	int64		bytes = 0;
+	TupleDesc	tupdesc = RelationGetDescr(cap->router->rel);
 
 	for (int i = 0; i < cap->nslices; i++)
 		bytes += cap->slices[i].bytes;
@@ -220,10 +224,19 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 	values[4] = ObjectIdGetDatum(args->target);
 	values[5] = Int64GetDatum(cap->rejected);
 	values[6] = CStringGetTextDatum(ShardloadColumnListText(cap->router));
+	/* money was written under this session's lc_monetary: read it so too */
+	nulls[7] = 'n';
+	for (int i = 0; i < cap->router->ncolumns; i++)
+		if (ShardloadTypeHasMoney(TupleDescAttr(tupdesc, cap->router->columns[i] - 1)->atttypid))
+		{
+			values[7] = CStringGetTextDatum(GetConfigOption("lc_monetary", false, false));
+			nulls[7] = ' ';
+		}
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
-					 " payload_bytes = $4, rows_rejected = $6, columns = $7 WHERE batch_id = $1",
-					 7, argtypes, values, NULL);
+					 " payload_bytes = $4, rows_rejected = $6, columns = $7, lc_monetary = $8"
+					 " WHERE batch_id = $1",
+					 8, argtypes, values, nulls);
 	/* only the caller's own batches: another role's keys are not ours to show */
 	values[5] = ObjectIdGetDatum(GetUserId());
 	argtypes[5] = OIDOID;

@@ -425,12 +425,7 @@ ShardloadRunnerMain(Datum main_arg)
 {
 	int64		batch_id = DatumGetInt64(main_arg);
 	Oid			database;
-	Oid			owner;
-	ShardloadCatalogSession session;
-	ShardloadBatch *batch;
 	MemoryContext cxt;
-	Oid			worker_user;
-	int			worker_context;
 	bool		keep_going;
 	int64		busy[RUNNER_MAX_BATCHES];
 	int			nbusy = 0;
@@ -449,16 +444,8 @@ ShardloadRunnerMain(Datum main_arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
-	ShardloadCatalogBegin(&session);
-	batch = ShardloadBatchFetch(&session, batch_id, false);
-	ShardloadCatalogEnd(&session);
-	owner = batch->owner;
-
-	/* the batch runs with its owner's rights and user mappings, no more */
-	GetUserIdAndSecContext(&worker_user, &worker_context);
-	SetUserIdAndSecContext(owner, SECURITY_LOCAL_USERID_CHANGE);
+	/* the load itself runs as the batch's owner, isolated (loader.c) */
 	(void) ShardloadRunBatch(batch_id, false, true);
-	SetUserIdAndSecContext(worker_user, worker_context);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
@@ -482,13 +469,8 @@ ShardloadRunnerMain(Datum main_arg)
 			break;
 		}
 		pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) next));
-		ShardloadCatalogBegin(&session);
-		owner = ShardloadBatchFetch(&session, next, false)->owner;
-		ShardloadCatalogEnd(&session);
-		SetUserIdAndSecContext(owner, SECURITY_LOCAL_USERID_CHANGE);
 		if (!ShardloadRunBatch(next, false, true) && nbusy < RUNNER_MAX_BATCHES)
 			busy[nbusy++] = next;
-		SetUserIdAndSecContext(worker_user, worker_context);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextReset(cxt);

@@ -1,0 +1,49 @@
+/* pg_shardload--0.1--0.2.sql */
+\echo Use "ALTER EXTENSION pg_shardload UPDATE TO '0.2'" to load this file. \quit
+
+-- ==== values in fixed forms ====
+
+-- the submitting session's lc_monetary, for batches with money values
+ALTER TABLE shardload.batch ADD COLUMN lc_monetary text;
+
+-- ==== destinations that must not change under a batch ====
+
+-- where each slice goes (bound, server, remote table, columns), from capture
+ALTER TABLE shardload.slice ADD COLUMN route_signature text;
+-- the shard (system identifier/database) the slice was last sent to
+ALTER TABLE shardload.slice ADD COLUMN shard_identity text;
+-- the shard each foreign server reached last
+ALTER TABLE shardload.shard_state ADD COLUMN identity text;
+
+-- a missing or unusable shard ledger fails at its own stage
+ALTER TABLE shardload.attempt DROP CONSTRAINT attempt_stage_check;
+ALTER TABLE shardload.attempt ADD CONSTRAINT attempt_stage_check
+	CHECK (stage IN ('CAPTURE', 'ROUTE', 'CONNECT', 'LEDGER', 'COPY', 'COMMIT', 'VERIFY'));
+
+-- ==== jobs ====
+
+-- the search_path a job's query runs with: its owner's at schedule()
+ALTER TABLE shardload.job ADD COLUMN search_path text;
+
+CREATE OR REPLACE VIEW shardload.jobs WITH (security_barrier) AS
+	SELECT j.job_name, j.cron, j.target, j.owner, j.tenant, j.catch_up, j.last_tick,
+		   shardload.cron_next(j.cron, j.last_tick) AS next_tick,
+		   j.last_batch_id, b.state AS last_state, j.last_error, j.source_query,
+		   j.policy_name AS policy, j.on_error, j.reject_limit, j.created_at,
+		   j.search_path
+	FROM shardload.job j
+	LEFT JOIN shardload.batch b ON b.batch_id = j.last_batch_id
+	WHERE j.owner::oid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
+
+-- ==== the shard ledger ====
+
+CREATE FUNCTION shardload.ledger_ddl() RETURNS text
+	LANGUAGE C IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'shardload_ledger_ddl';
+COMMENT ON FUNCTION shardload.ledger_ddl()
+	IS 'the SQL that creates the slice ledger in a shard database (run there by its loading role)';
+
+CREATE FUNCTION shardload.prepare_shard(server name) RETURNS text
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_prepare_shard';
+COMMENT ON FUNCTION shardload.prepare_shard(name)
+	IS 'create the slice ledger on a shard through the caller''s user mapping; returns what was done';

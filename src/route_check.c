@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ * route_check.c
+ *	  Where a slice goes, described so that a change can be seen.
+ *
+ *	  Rows are routed once, at capture.  If between capture and a run a
+ *	  partition is re-attached with another bound, moved to another server
+ *	  or pointed at another remote table or columns, the captured slice no
+ *	  longer belongs where it would go: the run must refuse it, not load
+ *	  rows into a partition whose bound excludes them.  Each slice keeps a
+ *	  signature of its destination from capture, compared at every run.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "route_check.h"
+
+static char *partition_bound_text(Oid partition);
+
+/*
+ * ShardloadRemoteTable
+ *	  The quoted schema.table a foreign partition names on its server.
+ */
+char *
+ShardloadRemoteTable(Oid partition)
+{
+	ForeignTable *ft = GetForeignTable(partition);
+	const char *schema_name = get_namespace_name(get_rel_namespace(partition));
+	const char *table_name = get_rel_name(partition);
+	ListCell   *lc;
+
+	foreach(lc, ft->options)
+	{
+		DefElem    *opt = lfirst(lc);
+
+		if (strcmp(opt->defname, "schema_name") == 0)
+			schema_name = defGetString(opt);
+		else if (strcmp(opt->defname, "table_name") == 0)
+			table_name = defGetString(opt);
+	}
+	return quote_qualified_identifier(schema_name, table_name);
+}
+
+/*
+ * ShardloadRemoteColumns
+ *	  "(a, b, c)": the remote names of the router's columns in a foreign
+ *	  partition (column_name options), quoted.
+ */
+char *
+ShardloadRemoteColumns(Oid partition, ShardloadRouter *router)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoChar(&sql, '(');
+	for (int i = 0; i < router->ncolumns; i++)
+	{
+		const char *colname = router->column_names[i];
+		AttrNumber	attnum = get_attnum(partition, colname);
+		ListCell   *lc;
+
+		foreach(lc, GetForeignColumnOptions(partition, attnum))
+		{
+			DefElem    *opt = lfirst(lc);
+
+			if (strcmp(opt->defname, "column_name") == 0)
+				colname = defGetString(opt);
+		}
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(colname));
+	}
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * ShardloadSliceSignature
+ *	  The destination of a slice bound for partition, as text: its bound
+ *	  and, for a foreign partition, its server, remote table and columns.
+ */
+char *
+ShardloadSliceSignature(Oid partition, ShardloadRouter *router)
+{
+	char	   *bound = partition_bound_text(partition);
+
+	if (get_rel_relkind(partition) != RELKIND_FOREIGN_TABLE)
+		return psprintf("bound %s, local table", bound);
+	return psprintf("bound %s, server %s, remote table %s %s", bound,
+					quote_identifier(GetForeignServer(GetForeignTable(partition)->serverid)->servername),
+					ShardloadRemoteTable(partition),
+					ShardloadRemoteColumns(partition, router));
+}
+
+/*
+ * partition_bound_text
+ *	  "FOR VALUES IN (1)" or "DEFAULT", as pg_get_expr shows it.
+ */
+static char *
+partition_bound_text(Oid partition)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(partition));
+	Datum		bound;
+	bool		isnull;
+	char	   *shown_text = "(none)";
+
+	if (!HeapTupleIsValid(tuple))
+		return shown_text;
+	bound = SysCacheGetAttr(RELOID, tuple, Anum_pg_class_relpartbound, &isnull);
+	if (!isnull)
+	{
+		Datum		shown = DirectFunctionCall2(pg_get_expr, bound,
+												ObjectIdGetDatum(partition));
+
+		shown_text = TextDatumGetCString(shown);
+	}
+	ReleaseSysCache(tuple);
+	return shown_text;
+}

@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ * shard_setup.c
+ *	  shardload.prepare_shard(server) and shardload.ledger_ddl(): creating
+ *	  the slice ledger on a shard ahead of the first load, as the role that
+ *	  will load through it (its user mapping), so the ledger is that role's
+ *	  and nobody else's.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "connection.h"
+#include "ledger.h"
+#include "pg_shardload.h"
+
+PG_FUNCTION_INFO_V1(shardload_ledger_ddl);
+PG_FUNCTION_INFO_V1(shardload_prepare_shard);
+
+/* How long prepare_shard waits for the shard, connecting and running. */
+#define PREPARE_TIMEOUT_MS	(30 * 1000)
+
+static void wait_for(PGconn *conn, int events, TimestampTz deadline, const char *server);
+static PGresult *run_query(PGconn *conn, const char *sql, TimestampTz deadline,
+						   const char *server);
+
+Datum
+shardload_ledger_ddl(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(ShardloadLedgerDdl()));
+}
+
+/*
+ * shardload_prepare_shard
+ *	  Connect to server through the caller's user mapping and create the
+ *	  ledger there (idempotent).  Returns what it found or did.
+ */
+Datum
+shardload_prepare_shard(PG_FUNCTION_ARGS)
+{
+	char	   *servername = NameStr(*PG_GETARG_NAME(0));
+	ForeignServer *server = GetForeignServerByName(servername, false);
+	ShardConnParams *params = ShardloadConnParams(server->serverid, GetUserId());
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PREPARE_TIMEOUT_MS);
+	PGconn	   *volatile conn = NULL;
+	char	   *outcome = NULL;
+
+	if (!AcquireExternalFD())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not connect to server \"%s\": out of file descriptors", servername)));
+	PG_TRY();
+	{
+		PGresult   *res;
+		bool		existed;
+
+		conn = PQconnectStartParams(params->keywords, params->values, false);
+		if (conn == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		for (;;)
+		{
+			PostgresPollingStatusType poll = PQconnectPoll(conn);
+
+			if (poll == PGRES_POLLING_OK)
+				break;
+			if (poll == PGRES_POLLING_FAILED)
+				ereport(ERROR,
+						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+						 errmsg("could not connect to server \"%s\"", servername),
+						 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
+			wait_for(conn, poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+					 deadline, servername);
+		}
+		if (params->require_password && !PQconnectionUsedPassword(conn))
+			ereport(ERROR,
+					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+					 errmsg("password is required"),
+					 errdetail("Non-superuser cannot connect if the server does not request a password."),
+					 errhint("Target server's authentication method must be changed or password_required=false set in the user mapping attributes.")));
+
+		res = run_query(conn, "SET search_path = pg_catalog, pg_temp;"
+						" SELECT pg_catalog.to_regclass('" SHARDLOAD_LEDGER_SCHEMA "."
+						SHARDLOAD_LEDGER_TABLE "') IS NOT NULL",
+						deadline, servername);
+		existed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+		PQclear(run_query(conn, ShardloadLedgerDdl(), deadline, servername));
+		outcome = psprintf("ledger %s.%s %s on server \"%s\"", SHARDLOAD_LEDGER_SCHEMA,
+						   SHARDLOAD_LEDGER_TABLE, existed ? "already exists" : "created",
+						   servername);
+	}
+	PG_FINALLY();
+	{
+		if (conn)
+			PQfinish(conn);
+		ReleaseExternalFD();
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+/*
+ * wait_for
+ *	  Wait until conn's socket has events, the deadline passes (an error) or
+ *	  we are interrupted.
+ */
+static void
+wait_for(PGconn *conn, int events, TimestampTz deadline, const char *server)
+{
+	long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	int			rc;
+
+	if (timeout <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("server \"%s\" did not answer within %d seconds", server,
+						PREPARE_TIMEOUT_MS / 1000)));
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
+						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * run_query
+ *	  Run sql (several statements allowed) without blocking past the
+ *	  deadline; returns the last result, throws the shard's error.
+ */
+static PGresult *
+run_query(PGconn *conn, const char *sql, TimestampTz deadline, const char *server)
+{
+	PGresult   *last = NULL;
+
+	if (!PQsendQuery(conn, sql))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost connection to server \"%s\"", server),
+				 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
+	for (;;)
+	{
+		PGresult   *res;
+
+		while (PQisBusy(conn))
+		{
+			wait_for(conn, WL_SOCKET_READABLE, deadline, server);
+			if (!PQconsumeInput(conn))
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("lost connection to server \"%s\"", server),
+						 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+		{
+			const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			char	   *message = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+										  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "");
+			int			code = sqlstate ? MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
+														sqlstate[3], sqlstate[4])
+				: ERRCODE_CONNECTION_FAILURE;
+
+			PQclear(res);
+			if (last)
+				PQclear(last);
+			ereport(ERROR,
+					(errcode(code),
+					 errmsg("could not create the slice ledger on server \"%s\": %s", server, message),
+					 errhint("The role of the user mapping needs CREATE on the shard's database, or the shard's administrator runs the SQL of shardload.ledger_ddl() there as that role.")));
+		}
+		if (last)
+			PQclear(last);
+		last = res;
+	}
+	return last;
+}
