@@ -162,23 +162,56 @@ matches_minute(ShardloadCron *cron, struct pg_tm *tm)
 /*
  * ShardloadCronNext
  *	  The first tick strictly after `after`; DT_NOEND if none within about
- *	  five years (an expression such as "0 0 31 2 *").
+ *	  five years (an expression such as "0 0 31 2 *").  Skips whole days
+ *	  and hours that cannot match, so even that costs a few thousand steps.
  */
 TimestampTz
 ShardloadCronNext(ShardloadCron *cron, TimestampTz after)
 {
 	pg_time_t	t = (pg_time_t) timestamptz_to_time_t(after) + 1;
 	pg_time_t	minute = t - (t % 60);
+	pg_time_t	end = minute + (pg_time_t) 5 * 366 * 24 * 3600;
 
-	for (int i = 0; i < 5 * 366 * 24 * 60; i++, minute += 60)
+	while (minute < end)
 	{
 		struct pg_tm *tm = pg_gmtime(&minute);
+		bool		day_ok;
 
-		if (!matches_minute(cron, tm))
+		if (cron->days_restricted && cron->weekdays_restricted)
+			day_ok = cron->days[tm->tm_mday] || cron->weekdays[tm->tm_wday];
+		else
+			day_ok = cron->days[tm->tm_mday] && cron->weekdays[tm->tm_wday];
+		if (!cron->months[tm->tm_mon + 1] || !day_ok)
+		{
+			minute += 24 * 3600 - (tm->tm_hour * 3600 + tm->tm_min * 60);
 			continue;
-		for (int s = (minute < t) ? (int) (t - minute) : 0; s < 60; s++)
-			if (cron->seconds[s])
-				return time_t_to_timestamptz(minute + s);
+		}
+		if (!cron->hours[tm->tm_hour])
+		{
+			minute += 3600 - tm->tm_min * 60;
+			continue;
+		}
+		if (matches_minute(cron, tm))
+			for (int s = (minute < t) ? (int) (t - minute) : 0; s < 60; s++)
+				if (cron->seconds[s])
+					return time_t_to_timestamptz(minute + s);
+		minute += 60;
 	}
 	return DT_NOEND;
+}
+
+/*
+ * ShardloadCheckCronFires
+ *	  Parse expr and make sure it fires (within about five years); throws
+ *	  ERRCODE_INVALID_PARAMETER_VALUE otherwise.
+ */
+void
+ShardloadCheckCronFires(const char *expr)
+{
+	if (ShardloadCronNext(ShardloadCronParse(expr), GetCurrentTimestamp()) == DT_NOEND)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cron expression \"%s\" never fires", expr),
+				 errdetail("No time in the next five years matches it (UTC)."),
+				 errhint("Check the day of month against the month, such as \"0 0 30 2 *\", which names February 30.")));
 }

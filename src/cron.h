@@ -24,6 +24,7 @@ typedef struct ShardloadCron
 } ShardloadCron;
 
 extern ShardloadCron *ShardloadCronParse(const char *expr);
+extern void ShardloadCheckCronFires(const char *expr);
 extern TimestampTz ShardloadCronNext(ShardloadCron *cron, TimestampTz after);
 
 #endif							/* SHARDLOAD_CRON_H */

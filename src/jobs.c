@@ -16,15 +16,18 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "cron.h"
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "role_context.h"
 #include "subxact.h"
 
 /* At most this many missed ticks are loaded in one go. */
@@ -43,6 +46,7 @@ typedef struct Job
 	char	   *tenant;
 	bool		catch_up;
 	TimestampTz last_tick;
+	char	   *search_path;	/* its owner's at schedule(); NULL before 0.2 */
 } Job;
 
 static void run_job(Job *job, TimestampTz now);
@@ -62,13 +66,14 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 					 const char *tenant, bool catch_up)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[10] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID, TEXTOID,
-	TEXTOID, INT8OID, TEXTOID, BOOLOID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			argtypes[11] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID, TEXTOID,
+	TEXTOID, INT8OID, TEXTOID, BOOLOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
 	Oid			caller = GetUserId();
+	Oid			owner;
 
-	(void) ShardloadCronParse(cron);	/* throws on a bad expression */
+	ShardloadCheckCronFires(cron);	/* throws on a bad expression */
 	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(target));
 	if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "reject") != 0)
@@ -94,27 +99,35 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 	else
 		nulls[8] = 'n';
 	values[9] = BoolGetDatum(catch_up);
+	/* the job's query runs with the search_path its owner has now */
+	values[10] = CStringGetTextDatum(GetConfigOption("search_path", false, false));
 
+	/*
+	 * Insert, or update only a job of the caller's: the owner test is part
+	 * of the upsert, so that a concurrent schedule() of the same name by
+	 * another role (seen only once it commits) can never be overwritten.
+	 */
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT owner::oid FROM shardload.job WHERE job_name = $1 FOR UPDATE",
-					 1, argtypes, values, nulls);
-	if (SPI_processed == 1 && (Oid) ShardloadSpiInt64(0, 1, NULL) != caller)
+	ShardloadSpiExec("INSERT INTO shardload.job AS j (job_name, cron, target, source_query, owner,"
+					 " policy_name, on_error, reject_limit, tenant, catch_up, last_tick, search_path)"
+					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)"
+					 " ON CONFLICT (job_name) DO UPDATE SET cron = $2, target = $3,"
+					 " source_query = $4, policy_name = $6, on_error = $7, reject_limit = $8,"
+					 " tenant = $9, catch_up = $10, search_path = $11, last_error = NULL"
+					 " WHERE j.owner = $5 RETURNING 1",
+					 11, argtypes, values, nulls);
+	if (SPI_processed == 0)
 	{
-		Oid			other = (Oid) ShardloadSpiInt64(0, 1, NULL);
-
+		ShardloadSpiExec("SELECT owner::oid FROM shardload.job WHERE job_name = $1",
+						 1, argtypes, values, nulls);
+		owner = SPI_processed == 1 ? (Oid) ShardloadSpiInt64(0, 1, NULL) : InvalidOid;
 		ShardloadCatalogEnd(&session);
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", name),
-				 errdetail("It belongs to role \"%s\".", GetUserNameFromId(other, true))));
+				 errdetail("It belongs to role \"%s\".", GetUserNameFromId(owner, true)),
+				 errhint("Choose another job name.")));
 	}
-	ShardloadSpiExec("INSERT INTO shardload.job (job_name, cron, target, source_query, owner,"
-					 " policy_name, on_error, reject_limit, tenant, catch_up, last_tick)"
-					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())"
-					 " ON CONFLICT (job_name) DO UPDATE SET cron = $2, target = $3,"
-					 " source_query = $4, policy_name = $6, on_error = $7, reject_limit = $8,"
-					 " tenant = $9, catch_up = $10, last_error = NULL",
-					 10, argtypes, values, nulls);
 	ShardloadCatalogEnd(&session);
 }
 
@@ -170,7 +183,7 @@ ShardloadRunJobs(void)
 
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("SELECT job_name, cron, target::oid, source_query, owner::oid, policy_name,"
-					 " on_error, reject_limit, tenant, catch_up::text, last_tick::text"
+					 " on_error, reject_limit, tenant, catch_up::text, last_tick::text, search_path"
 					 " FROM shardload.job ORDER BY job_name", 0, NULL, NULL, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -191,6 +204,7 @@ ShardloadRunJobs(void)
 																 CStringGetDatum(ShardloadSpiText(&session, i, 11)),
 																 ObjectIdGetDatum(InvalidOid),
 																 Int32GetDatum(-1)));
+		job->search_path = ShardloadSpiText(&session, i, 12);
 		old = MemoryContextSwitchTo(session.outer);
 		jobs = lappend(jobs, job);
 		MemoryContextSwitchTo(old);
@@ -295,8 +309,7 @@ submit_tick_step(void *arg)
 	ShardloadCatalogSession session;
 	Oid			argtypes[3] = {TEXTOID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[3];
-	Oid			saved_user;
-	int			saved_context;
+	ShardloadRoleContext role;
 
 	memset(&args, 0, sizeof(args));
 	args.target = job->target;
@@ -312,11 +325,18 @@ submit_tick_step(void *arg)
 	args.ticks[0] = TimestampTzGetDatum(step->tick);
 	args.ticks[1] = TimestampTzGetDatum(step->prev);
 
-	/* an error rolls the subtransaction back, which restores the user too */
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(job->owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	/*
+	 * As the job's owner, isolated, within the job time limit; an error
+	 * rolls the subtransaction back, which undoes all of it too.
+	 */
+	ShardloadCheckRoleExists(job->owner, psprintf("job \"%s\"", job->name));
+	ShardloadBecomeRole(&role, job->owner, job->search_path);
+	if (shardload_job_timeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, shardload_job_timeout);
 	values[2] = Int64GetDatum(ShardloadSubmit(&args));
-	SetUserIdAndSecContext(saved_user, saved_context);
+	if (shardload_job_timeout > 0)
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	ShardloadRestoreRole(&role);
 
 	values[0] = CStringGetTextDatum(job->name);
 	values[1] = TimestampTzGetDatum(step->tick);

@@ -23,6 +23,7 @@ int			shardload_naptime = 5;
 int			shardload_max_workers = 2;
 int			shardload_circuit_failures = 5;
 int			shardload_circuit_cooldown = 30;
+int			shardload_job_timeout = 60 * 1000;
 
 void		_PG_init(void);
 
@@ -70,6 +71,13 @@ _PG_init(void)
 							&shardload_circuit_cooldown,
 							30, 1, 86400,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.job_timeout",
+							"Sets how long a cron job's query may run at one tick.",
+							"A tick that takes longer is cancelled and tried again at the next wake-up; 0 means no limit.",
+							&shardload_job_timeout,
+							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shardload");
 

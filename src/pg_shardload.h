@@ -35,6 +35,7 @@ extern int	shardload_naptime;
 extern int	shardload_max_workers;
 extern int	shardload_circuit_failures;
 extern int	shardload_circuit_cooldown;	/* seconds */
+extern int	shardload_job_timeout;	/* milliseconds, 0: none */
 
 /* Failure classes, as stored in the catalog. */
 typedef enum ShardloadFailureType
@@ -78,6 +79,7 @@ typedef struct ShardloadSubmitArgs
 } ShardloadSubmitArgs;
 
 extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);
+extern bool ShardloadIsTickKey(const char *key);
 
 /* loader.c */
 extern bool ShardloadRunBatch(int64 batch_id, bool wait, bool runner);

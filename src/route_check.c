@@ -23,6 +23,7 @@
 #include "utils/syscache.h"
 
 #include "route_check.h"
+#include "value_forms.h"
 
 static char *partition_bound_text(Oid partition);
 
@@ -116,9 +117,12 @@ partition_bound_text(Oid partition)
 	bound = SysCacheGetAttr(RELOID, tuple, Anum_pg_class_relpartbound, &isnull);
 	if (!isnull)
 	{
-		Datum		shown = DirectFunctionCall2(pg_get_expr, bound,
-												ObjectIdGetDatum(partition));
+		Datum		shown;
 
+		/* bound values in fixed forms: the same text in every session */
+		ShardloadFixedFormsBegin();
+		shown = DirectFunctionCall2(pg_get_expr, bound, ObjectIdGetDatum(partition));
+		ShardloadFixedFormsEnd();
 		shown_text = TextDatumGetCString(shown);
 	}
 	ReleaseSysCache(tuple);

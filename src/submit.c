@@ -90,6 +90,12 @@ validate_args(ShardloadSubmitArgs *args)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch key must not be empty"),
 				 errhint("Use a key that names the data, such as \"sales-2026-11-25-part-0001\".")));
+	if (!args->has_ticks && ShardloadIsTickKey(args->batch_key))
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("batch key \"%s\" is reserved for cron jobs", args->batch_key),
+				 errdetail("Keys that end in \"@YYYY-MM-DDTHH:MM:SSZ\" name the ticks of shardload.schedule() jobs."),
+				 errhint("Use another key.")));
 	if (strcmp(args->format, "csv") != 0 && strcmp(args->format, "text") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -297,4 +303,29 @@ check_same_content(int64 batch_id, ShardloadSubmitArgs *args, Relation rel,
 			(errmsg("batch key \"%s\" was already submitted as batch %lld with the same content",
 					args->batch_key, (long long) batch_id),
 			 errdetail("Nothing new was queued; the batch is %s.", batch->state)));
+}
+
+/*
+ * ShardloadIsTickKey
+ *	  Whether key has the form of a cron tick's key, "<job>@YYYY-MM-DDTHH:MM:SSZ":
+ *	  only the scheduler may submit those, so no role can take a job's
+ *	  tick key before the job does.
+ */
+bool
+ShardloadIsTickKey(const char *key)
+{
+	static const char pattern[] = "@dddd-dd-ddTdd:dd:ddZ";
+	size_t		len = strlen(key);
+	size_t		plen = strlen(pattern);
+	const char *tail;
+
+	if (len < plen)
+		return false;
+	tail = key + len - plen;
+	for (size_t i = 0; i < plen; i++)
+	{
+		if (pattern[i] == 'd' ? !isdigit((unsigned char) tail[i]) : tail[i] != pattern[i])
+			return false;
+	}
+	return true;
 }
