@@ -29,6 +29,7 @@
 #include "pg_shardload.h"
 #include "role_context.h"
 #include "subxact.h"
+#include "worker.h"
 
 /* At most this many missed ticks are loaded in one go. */
 #define MAX_CATCH_UP_TICKS 1000
@@ -129,6 +130,7 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 				 errhint("Choose another job name.")));
 	}
 	ShardloadCatalogEnd(&session);
+	ShardloadWakeSchedulerAtCommit();	/* it plans the new job's first tick */
 }
 
 /*

@@ -243,7 +243,7 @@ ShardloadSchedulerMain(Datum main_arg)
 		int			free_slots;
 		int			n = 0;
 		TimestampTz next_tick = DT_NOEND;
-		long		timeout = shardload_naptime * 1000L;
+		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -251,6 +251,7 @@ ShardloadSchedulerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		timeout = shardload_naptime * 1000L;	/* as just reloaded */
 
 		/* forget runners that have finished */
 		for (int i = 0; i < nslots; i++)
