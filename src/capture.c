@@ -145,7 +145,7 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 
 	if (cap->checker && !RowCheckerCheck(cap->checker, values, sqlstate, &message))
 	{
-		CaptureRejectRow(cap, line_no, values, sqlstate, message);
+		ShardloadCaptureRejectRow(cap, line_no, values, sqlstate, message);
 		return;
 	}
 	if (cap->recoder && cap->recoder->any)
@@ -203,12 +203,12 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 }
 
 /*
- * CaptureRejectRow
+ * ShardloadCaptureRejectRow
  *	  Keep a row that cannot be loaded (values: its text, for the hash and
  *	  the record) in shardload.reject with its reason.
  */
 void
-CaptureRejectRow(Capture *cap, int64 line_no, char **values, const char *sqlstate,
+ShardloadCaptureRejectRow(Capture *cap, int64 line_no, char **values, const char *sqlstate,
 				 const char *message)
 {
 	append_line(cap, values);

@@ -51,7 +51,7 @@ extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool writ
 							  bool reject_mode);
 extern void CaptureAddRow(Capture *cap, int64 line_no, char **values,
 						  Datum key, bool key_isnull, bool key_known);
-extern void CaptureRejectRow(Capture *cap, int64 line_no, char **values,
+extern void ShardloadCaptureRejectRow(Capture *cap, int64 line_no, char **values,
 							 const char *sqlstate, const char *message);
 extern char *CaptureFinish(Capture *cap);
 extern void CaptureRecordSlices(Capture *cap);

@@ -187,7 +187,7 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 			receiver->values[i] = slot->tts_isnull[src] ? NULL :
 				OidOutputFunctionCall(func, slot->tts_values[src]);
 		}
-		CaptureRejectRow(cap, line_no, receiver->values, sqlstate, message);
+		ShardloadCaptureRejectRow(cap, line_no, receiver->values, sqlstate, message);
 	}
 	else
 		CaptureAddRow(cap, line_no, receiver->values, key, key_isnull, true);

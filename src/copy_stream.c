@@ -60,6 +60,7 @@ static void start_connect(StreamShard *sh);
 static bool step(StreamBatch *batch, StreamShard *sh);
 static bool step_connecting(StreamBatch *batch, StreamShard *sh);
 static void ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res);
+static void ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static void fail_ledger(StreamShard *sh, const char *sqlstate, const char *message,
 						const char *detail);
 static bool step_copying(StreamBatch *batch, StreamShard *sh);
@@ -449,27 +450,19 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 		case STREAM_PROBE:
 			if (error)
 			{
-				fail_ledger(sh, error->sqlstate, error->message, NULL);
+				/* the session settings or the probe itself were refused */
+				for (int i = 0; i < sh->nslices; i++)
+					if (sh->slices[i]->failure == NULL)
+						sh->slices[i]->failure = error;
+				close_shard(sh);
+				sh->state = STREAM_DONE;
 				break;
 			}
 			ledger_probed(batch, sh, res);
 			break;
 
 		case STREAM_CREATE_LEDGER:
-			/* a concurrent loader created the ledger first: fine */
-			if (error && strcmp(error->sqlstate, "42P07") != 0 &&
-				strcmp(error->sqlstate, "42P06") != 0 &&
-				strcmp(error->sqlstate, "23505") != 0)
-			{
-				fail_ledger(sh, error->sqlstate,
-							psprintf("could not create the slice ledger on server \"%s\"",
-									 sh->params->servername),
-							error->message);
-				break;
-			}
-			sh->ledger_reasons = true;
-			sh->current = -1;
-			start_next_slice(batch, sh);
+			ledger_created(batch, sh, error);
 			break;
 
 		case STREAM_SLICE_CHECK:
@@ -617,6 +610,29 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 		sh->current = -1;
 		start_next_slice(batch, sh);
 	}
+}
+
+/*
+ * ledger_created
+ *	  The ledger was created (or a concurrent loader created it first,
+ *	  which is fine): start; or it could not be.
+ */
+static void
+ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
+{
+	if (error && strcmp(error->sqlstate, "42P07") != 0 &&
+		strcmp(error->sqlstate, "42P06") != 0 &&
+		strcmp(error->sqlstate, "23505") != 0)
+	{
+		fail_ledger(sh, error->sqlstate,
+					psprintf("could not create the slice ledger on server \"%s\"",
+							 sh->params->servername),
+					error->message);
+		return;
+	}
+	sh->ledger_reasons = true;
+	sh->current = -1;
+	start_next_slice(batch, sh);
 }
 
 /*

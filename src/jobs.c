@@ -287,6 +287,7 @@ submit_tick(Job *job, TimestampTz tick, TimestampTz prev)
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 
+	disable_timeout(STATEMENT_TIMEOUT, false);	/* the step's limit, also after an error */
 	if (edata == NULL)
 		return true;
 	ereport(WARNING,
@@ -336,8 +337,7 @@ submit_tick_step(void *arg)
 	if (shardload_job_timeout > 0)
 		enable_timeout_after(STATEMENT_TIMEOUT, shardload_job_timeout);
 	values[2] = Int64GetDatum(ShardloadSubmit(&args));
-	if (shardload_job_timeout > 0)
-		disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_timeout(STATEMENT_TIMEOUT, false);
 	ShardloadRestoreRole(&role);
 
 	values[0] = CStringGetTextDatum(job->name);

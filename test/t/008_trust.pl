@@ -210,4 +210,22 @@ is($coord->safe_psql('postgres',
 	'admin:' . $coord->safe_psql('postgres', 'SELECT current_user') . ',eve:eve',
 	'each job ran as its owner');
 
+# ==== a job's query has a time limit; a slow job does not stop the others ====
+$coord->safe_psql('postgres', q{
+	ALTER SYSTEM SET shardload.job_timeout = '500ms';
+	SELECT pg_reload_conf();
+	TRUNCATE seen;
+});
+$coord->safe_psql('postgres',
+	"SELECT shardload.schedule('sleepy', '* * * * * *', 'sales', "
+	  . "\$q\$SELECT 1, 9, 1, '2026-11-26'::date, 'z' WHERE pg_sleep(5) IS NULL\$q\$)");
+$coord->safe_psql('postgres',
+	"SELECT shardload.schedule('quick', '* * * * * *', 'sales', "
+	  . "\$q\$SELECT 1, 9, 1, '2026-11-26'::date, 'q' WHERE log_tick('quick') < 0\$q\$)");
+ok($coord->poll_query_until('postgres',
+		"SELECT last_error LIKE '%statement timeout%' FROM shardload.jobs WHERE job_name = 'sleepy'"),
+	'the slow tick is cancelled at the job time limit and recorded');
+ok($coord->poll_query_until('postgres', "SELECT count(*) >= 3 FROM seen WHERE job = 'quick'"),
+	'the other job keeps ticking');
+
 done_testing();
