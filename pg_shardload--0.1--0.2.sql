@@ -24,6 +24,8 @@ ALTER TABLE shardload.attempt ADD CONSTRAINT attempt_stage_check
 
 -- the search_path a job's query runs with: its owner's at schedule()
 ALTER TABLE shardload.job ADD COLUMN search_path text;
+-- jobs scheduled under 0.1 keep running their queries with the default path
+UPDATE shardload.job SET search_path = '"$user", public';
 
 CREATE OR REPLACE VIEW shardload.jobs WITH (security_barrier) AS
 	SELECT j.job_name, j.cron, j.target, j.owner, j.tenant, j.catch_up, j.last_tick,

@@ -2,7 +2,7 @@
 -- whatever the session's DateStyle, IntervalStyle, TimeZone, extra_float_digits,
 -- bytea_output and search_path, and whatever the shard's own defaults
 CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
-SELECT setval('shardload.batch_batch_id_seq', 600, false);
+SELECT setval('shardload.batch_batch_id_seq', 800, false);
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_val_a;

@@ -282,7 +282,7 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 				sh->state = STREAM_DONE;
 				return true;
 			}
-			send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary), STREAM_PROBE);
+			send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
 			return true;
 		case PGRES_POLLING_READING:
 			sh->want = WL_SOCKET_READABLE;

@@ -75,6 +75,7 @@ typedef struct StreamBatch
 	const char *coordinator_id;
 	const char *content_hash;
 	const char *lc_monetary;	/* for batches with money values, else NULL */
+	bool		fixed_forms;	/* payload in fixed forms (captured by 0.2+) */
 } StreamBatch;
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);

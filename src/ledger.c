@@ -58,14 +58,34 @@ ShardloadLedgerDdl(void)
 }
 
 /*
+ * ShardloadLedgerTightenSql
+ *	  For a ledger that exists: if this role owns it, take away the PUBLIC
+ *	  grants a 0.1 ledger had and add the column for reasons; else nothing.
+ */
+const char *
+ShardloadLedgerTightenSql(void)
+{
+	return "DO $shardload$ BEGIN"
+		" IF pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c"
+		"   WHERE c.oid = '" LEDGER_NAME "'::pg_catalog.regclass), 'USAGE') THEN"
+		"  REVOKE ALL ON SCHEMA " SHARDLOAD_LEDGER_SCHEMA " FROM PUBLIC;"
+		"  REVOKE ALL ON TABLE " LEDGER_NAME " FROM PUBLIC;"
+		"  ALTER TABLE " LEDGER_NAME
+		"   ADD COLUMN IF NOT EXISTS skipped_reasons text[] NOT NULL DEFAULT '{}';"
+		" END IF;"
+		" END $shardload$";
+}
+
+/*
  * ShardloadLedgerProbeSql
  *	  Configures the shard session to read the fixed value forms (with the
- *	  batch's lc_monetary, or NULL), then asks: does the ledger exist, may
- *	  this role use it, does it keep reasons, and which server is this
- *	  (system identifier and database).
+ *	  batch's lc_monetary, or NULL; a batch captured before 0.2, whose
+ *	  payload is not in them, only gets the search_path), then asks: does
+ *	  the ledger exist, may this role use it, does it keep reasons, and
+ *	  which server is this (system identifier and database).
  */
 char *
-ShardloadLedgerProbeSql(const char *lc_monetary)
+ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
 {
 	return psprintf("%s SELECT l IS NOT NULL,"
 					" l IS NOT NULL AND pg_catalog.has_schema_privilege('" SHARDLOAD_LEDGER_SCHEMA "', 'USAGE')"
@@ -76,7 +96,8 @@ ShardloadLedgerProbeSql(const char *lc_monetary)
 					" (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)"
 					"  || '/' || pg_catalog.current_database()"
 					" FROM pg_catalog.to_regclass('" LEDGER_NAME "') AS l",
-					ShardloadRemoteSessionSql(lc_monetary));
+					fixed_forms ? ShardloadRemoteSessionSql(lc_monetary)
+					: "SET search_path = pg_catalog, pg_temp;");
 }
 
 /*

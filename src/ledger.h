@@ -18,7 +18,8 @@ typedef struct LedgerSliceKey
 } LedgerSliceKey;
 
 extern const char *ShardloadLedgerDdl(void);
-extern char *ShardloadLedgerProbeSql(const char *lc_monetary);
+extern const char *ShardloadLedgerTightenSql(void);
+extern char *ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms);
 extern char *ShardloadLedgerCreateSql(void);
 extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons);
 extern char *ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,

@@ -79,6 +79,7 @@ typedef struct RunState
 	ShardloadFailure *failure;	/* a failure of the whole attempt */
 	const char *stage;			/* where the attempt is, for caught errors */
 	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
+	bool		fixed_forms;	/* payload in fixed value forms */
 } RunState;
 
 /* Arguments of the steps run in subtransactions. */
@@ -423,6 +424,8 @@ load_slices(RunState *rs)
 		slice->bytes = ShardloadSpiInt64(i, 7, NULL);
 		slice->signature = ShardloadSpiText(&session, i, 8);
 		slice->identity = ShardloadSpiText(&session, i, 9);
+		/* only 0.2+ captures sign their slices and write fixed forms */
+		rs->fixed_forms |= slice->signature != NULL;
 	}
 	ShardloadCatalogEnd(&session);
 
@@ -578,6 +581,7 @@ load_slices(RunState *rs)
 	stream_batch.coordinator_id = rs->coordinator_id;
 	stream_batch.content_hash = batch->content_hash;
 	stream_batch.lc_monetary = batch->lc_monetary;
+	stream_batch.fixed_forms = rs->fixed_forms;
 	ShardloadStreamSlices(&stream_batch, shards, nshards);
 
 	/* carry the stream's outcome back to the attempt's slices */
@@ -649,7 +653,8 @@ local_slice_step(void *arg)
 	}
 
 	nestlevel = NewGUCNestLevel();
-	ShardloadSetReadSettings(step->rs->batch->lc_monetary);
+	if (step->rs->fixed_forms)
+		ShardloadSetReadSettings(step->rs->batch->lc_monetary);
 	ShardloadLoadLocalSlice(step->rs->batch->batch_id, step->slice->slice_no,
 							step->slice->partition, step->column_names);
 	AtEOXact_GUC(false, nestlevel);

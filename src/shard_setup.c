@@ -90,7 +90,9 @@ shardload_prepare_shard(PG_FUNCTION_ARGS)
 						deadline, servername);
 		existed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		PQclear(res);
-		PQclear(run_query(conn, ShardloadLedgerDdl(), deadline, servername));
+		/* CREATE SCHEMA IF NOT EXISTS needs CREATE even when the schema is there */
+		PQclear(run_query(conn, existed ? ShardloadLedgerTightenSql() : ShardloadLedgerDdl(),
+						  deadline, servername));
 		outcome = psprintf("ledger %s.%s %s on server \"%s\"", SHARDLOAD_LEDGER_SCHEMA,
 						   SHARDLOAD_LEDGER_TABLE, existed ? "already exists" : "created",
 						   servername);
