@@ -75,6 +75,11 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 	Oid			owner;
 
 	ShardloadCheckCronFires(cron);	/* throws on a bad expression */
+	if (strlen(name) > SHARDLOAD_JOB_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("job name \"%s\" is too long", name),
+				 errdetail("A job name has at most %d bytes.", SHARDLOAD_JOB_NAME_MAX)));
 	if (pg_class_aclcheck(target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(target));
 	if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "reject") != 0)
@@ -168,68 +173,85 @@ ShardloadUnscheduleJob(const char *name)
 }
 
 /*
- * ShardloadRunJobs
- *	  Make the batches of every job whose next tick has come; returns the
- *	  earliest next tick of all jobs (DT_NOEND if none).  Runs in the
- *	  caller's transaction (the scheduler's); each tick in a subtransaction
- *	  so a failing job does not stop the others.
+ * ShardloadDueJobs
+ *	  Appends to *due the names of the jobs whose next tick has come
+ *	  (palloc'd in the current context) and returns the earliest tick still
+ *	  to come (DT_NOEND if none).  Runs in the caller's transaction.
  */
 TimestampTz
-ShardloadRunJobs(void)
+ShardloadDueJobs(List **due)
 {
 	TimestampTz earliest = DT_NOEND;
-	ShardloadCatalogSession session;
 	TimestampTz now = GetCurrentTimestamp();
-	List	   *jobs = NIL;
-	ListCell   *lc;
+	ShardloadCatalogSession session;
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT job_name, cron, target::oid, source_query, owner::oid, policy_name,"
-					 " on_error, reject_limit, tenant, catch_up::text, last_tick::text, search_path"
-					 " FROM shardload.job ORDER BY job_name", 0, NULL, NULL, NULL);
+	ShardloadSpiExec("SELECT job_name, shardload.cron_next(cron, last_tick) FROM shardload.job",
+					 0, NULL, NULL, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		Job		   *job = MemoryContextAllocZero(session.outer, sizeof(Job));
-		MemoryContext old;
+		bool		isnull;
+		TimestampTz next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2, &isnull));
 
-		job->name = ShardloadSpiText(&session, i, 1);
-		job->cron = ShardloadSpiText(&session, i, 2);
-		job->target = (Oid) ShardloadSpiInt64(i, 3, NULL);
-		job->source_query = ShardloadSpiText(&session, i, 4);
-		job->owner = (Oid) ShardloadSpiInt64(i, 5, NULL);
-		job->policy = ShardloadSpiText(&session, i, 6);
-		job->on_error = ShardloadSpiText(&session, i, 7);
-		job->reject_limit = ShardloadSpiInt64(i, 8, NULL);
-		job->tenant = ShardloadSpiText(&session, i, 9);
-		job->catch_up = strcmp(ShardloadSpiText(&session, i, 10), "true") == 0;
-		job->last_tick = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-																 CStringGetDatum(ShardloadSpiText(&session, i, 11)),
-																 ObjectIdGetDatum(InvalidOid),
-																 Int32GetDatum(-1)));
-		job->search_path = ShardloadSpiText(&session, i, 12);
-		old = MemoryContextSwitchTo(session.outer);
-		jobs = lappend(jobs, job);
-		MemoryContextSwitchTo(old);
-	}
-	ShardloadCatalogEnd(&session);
+		if (isnull)
+			continue;
+		if (next <= now)
+		{
+			MemoryContext old = MemoryContextSwitchTo(session.outer);
 
-	foreach(lc, jobs)
-		run_job(lfirst(lc), now);
-
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT min(shardload.cron_next(cron, last_tick))::text FROM shardload.job",
-					 0, NULL, NULL, NULL);
-	{
-		char	   *next = ShardloadSpiText(&session, 0, 1);
-
-		if (next)
-			earliest = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-															   CStringGetDatum(next),
-															   ObjectIdGetDatum(InvalidOid),
-															   Int32GetDatum(-1)));
+			*due = lappend(*due, ShardloadSpiText(&session, i, 1));
+			MemoryContextSwitchTo(old);
+		}
+		else if (next < earliest)
+			earliest = next;
 	}
 	ShardloadCatalogEnd(&session);
 	return earliest;
+}
+
+/*
+ * ShardloadRunJob
+ *	  Submit the due ticks of one job, unless another process is at it
+ *	  (its row stays locked while it ticks).  Runs in the caller's
+ *	  transaction, each tick in a subtransaction.
+ */
+void
+ShardloadRunJob(const char *name)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	Job		   *job;
+	bool		isnull;
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT job_name, cron, target::oid, source_query, owner::oid, policy_name,"
+					 " on_error, reject_limit, tenant, catch_up, last_tick, search_path"
+					 " FROM shardload.job WHERE job_name = $1 FOR UPDATE SKIP LOCKED",
+					 1, argtypes, values, NULL);
+	if (SPI_processed != 1)
+	{
+		ShardloadCatalogEnd(&session);
+		return;
+	}
+	job = MemoryContextAllocZero(session.outer, sizeof(Job));
+	job->name = ShardloadSpiText(&session, 0, 1);
+	job->cron = ShardloadSpiText(&session, 0, 2);
+	job->target = (Oid) ShardloadSpiInt64(0, 3, NULL);
+	job->source_query = ShardloadSpiText(&session, 0, 4);
+	job->owner = (Oid) ShardloadSpiInt64(0, 5, NULL);
+	job->policy = ShardloadSpiText(&session, 0, 6);
+	job->on_error = ShardloadSpiText(&session, 0, 7);
+	job->reject_limit = ShardloadSpiInt64(0, 8, NULL);
+	job->tenant = ShardloadSpiText(&session, 0, 9);
+	job->catch_up = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   10, &isnull));
+	job->last_tick = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 11, &isnull));
+	job->search_path = ShardloadSpiText(&session, 0, 12);
+	ShardloadCatalogEnd(&session);
+	run_job(job, GetCurrentTimestamp());
 }
 
 /*

@@ -59,6 +59,17 @@ typedef struct SchedulerRegistry
 	SchedulerSlot slots[MAX_SCHEDULERS];
 } SchedulerRegistry;
 
+/* The job runners one scheduler has started, by job name. */
+#define MAX_JOB_RUNNERS 64
+typedef struct JobRunners
+{
+	BackgroundWorkerHandle *handles[MAX_JOB_RUNNERS];
+	char	   *names[MAX_JOB_RUNNERS];
+} JobRunners;
+
+/* bgw_extra of a job runner: the database's OID, then the job's name. */
+#define JOB_NAME_MAX	(BGW_EXTRALEN - sizeof(Oid) - 1)
+
 static SchedulerRegistry *registry = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -73,6 +84,7 @@ static void scheduler_unregister(int code, Datum arg);
 static int	claim_due_batches(int64 *ids, int max, int64 *running, int nrunning,
 							  bool only_own);
 static BackgroundWorkerHandle *start_runner(int64 batch_id, bool notify, bool keep_going);
+static void start_job_runners(JobRunners *runners, List *due);
 
 /*
  * ShardloadWorkerInit
@@ -220,6 +232,7 @@ ShardloadSchedulerMain(Datum main_arg)
 	int64	   *running;
 	int			nslots;
 	MemoryContext tick_cxt;
+	JobRunners	job_runners;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -234,6 +247,7 @@ ShardloadSchedulerMain(Datum main_arg)
 	running = MemoryContextAllocZero(TopMemoryContext, sizeof(*running) * nslots);
 	tick_cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload tick",
 									 ALLOCSET_DEFAULT_SIZES);
+	memset(&job_runners, 0, sizeof(job_runners));
 	elog(LOG, "pg_shardload scheduler started for database \"%s\"", dbname);
 
 	for (;;)
@@ -244,6 +258,7 @@ ShardloadSchedulerMain(Datum main_arg)
 		int			n = 0;
 		TimestampTz next_tick = DT_NOEND;
 		long		timeout;
+		List	   *due_jobs = NIL;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -286,7 +301,7 @@ ShardloadSchedulerMain(Datum main_arg)
 			pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
 			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
 			{
-				next_tick = ShardloadRunJobs();
+				next_tick = ShardloadDueJobs(&due_jobs);
 				if (free_slots > 0)
 					n = claim_due_batches(ids, free_slots, busy, nbusy, false);
 			}
@@ -294,6 +309,10 @@ ShardloadSchedulerMain(Datum main_arg)
 			CommitTransactionCommand();
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
+		/* each due job ticks in a process of its own: a slow one holds up no other */
+		MemoryContextSwitchTo(TopMemoryContext);
+		start_job_runners(&job_runners, due_jobs);
+		MemoryContextSwitchTo(tick_cxt);
 		for (int j = 0; j < n; j++)
 			for (int i = 0; i < nslots; i++)
 				if (handles[i] == NULL)
@@ -507,4 +526,114 @@ ShardloadRunDue(int max_batches)
 		if (handles[i])
 			(void) WaitForBackgroundWorkerShutdown(handles[i]);
 	return started;
+}
+
+/*
+ * start_job_runners
+ *	  Start a job runner for each due job that has none yet, up to
+ *	  shardload.max_workers at once; forget those that have finished.
+ *	  Allocates in the current (long-lived) memory context.
+ */
+static void
+start_job_runners(JobRunners *runners, List *due)
+{
+	ListCell   *lc;
+	int			nrunning = 0;
+
+	for (int i = 0; i < MAX_JOB_RUNNERS; i++)
+	{
+		pid_t		pid;
+
+		if (runners->handles[i] &&
+			GetBackgroundWorkerPid(runners->handles[i], &pid) == BGWH_STOPPED)
+		{
+			pfree(runners->handles[i]);
+			pfree(runners->names[i]);
+			runners->handles[i] = NULL;
+			runners->names[i] = NULL;
+		}
+		if (runners->handles[i])
+			nrunning++;
+	}
+	foreach(lc, due)
+	{
+		const char *name = lfirst(lc);
+		BackgroundWorker worker;
+		BackgroundWorkerHandle *handle;
+		bool		busy = false;
+		int			slot = -1;
+
+		for (int i = 0; i < MAX_JOB_RUNNERS; i++)
+		{
+			if (runners->names[i] && strcmp(runners->names[i], name) == 0)
+				busy = true;
+			if (runners->handles[i] == NULL && slot < 0)
+				slot = i;
+		}
+		if (busy)
+			continue;			/* still at an earlier tick */
+		if (slot < 0 || nrunning >= shardload_max_workers)
+			break;				/* the rest at the next wake-up */
+		if (strlen(name) > JOB_NAME_MAX)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("job name \"%s\" is too long to run", name),
+					 errhint("Schedule the job again under a name of at most %d bytes.",
+							 (int) JOB_NAME_MAX)));
+			continue;
+		}
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadJobRunnerMain");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload job runner for %s", name);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload job runner");
+		memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
+		strlcpy(worker.bgw_extra + sizeof(Oid), name, JOB_NAME_MAX + 1);
+		/* no notice at its end: a failing tick is retried at the next wake-up, not at once */
+		worker.bgw_notify_pid = 0;
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start background worker for job \"%s\"", name),
+					 errhint("Raise max_worker_processes or lower shardload.max_workers.")));
+			break;
+		}
+		runners->handles[slot] = handle;
+		runners->names[slot] = pstrdup(name);
+		nrunning++;
+	}
+}
+
+/*
+ * ShardloadJobRunnerMain
+ *	  The due ticks of one job (jobs.c), then exit.
+ */
+void
+ShardloadJobRunnerMain(Datum main_arg)
+{
+	Oid			database;
+	char		name[JOB_NAME_MAX + 1];
+
+	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	strlcpy(name, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(name));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
+	pgstat_report_appname("pg_shardload job runner");
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: job %s", name));
+	if (OidIsValid(get_extension_oid("pg_shardload", true)))
+		ShardloadRunJob(name);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
 }

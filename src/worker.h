@@ -13,5 +13,6 @@ extern void ShardloadWakeSchedulerAtCommit(void);
 extern int	ShardloadRunDue(int max_batches);
 extern PGDLLEXPORT void ShardloadSchedulerMain(Datum main_arg);
 extern PGDLLEXPORT void ShardloadRunnerMain(Datum main_arg);
+extern PGDLLEXPORT void ShardloadJobRunnerMain(Datum main_arg);
 
 #endif							/* SHARDLOAD_WORKER_H */
