@@ -175,7 +175,8 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	slot_getallattrs(slot);
 	if (!assign_row(receiver, slot, &key, &key_isnull, sqlstate, &message))
 	{
-		/* the row as the source gave it, for the record */
+		/* the row as the source gave it, in fixed forms (it is hashed) */
+		ShardloadFixedFormsBegin();
 		for (int i = 0; i < cap->router->ncolumns; i++)
 		{
 			int			src = receiver->assigner->source_column[i];
@@ -187,6 +188,7 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 			receiver->values[i] = slot->tts_isnull[src] ? NULL :
 				OidOutputFunctionCall(func, slot->tts_values[src]);
 		}
+		ShardloadFixedFormsEnd();
 		ShardloadCaptureRejectRow(cap, line_no, receiver->values, sqlstate, message);
 	}
 	else

@@ -141,28 +141,6 @@ is_unreachable(const char *sqlstate)
 }
 
 /*
- * ShardloadShardIdentity
- *	  The database (system identifier/database name) the server reached
- *	  last, or NULL if it was never reached.
- */
-char *
-ShardloadShardIdentity(const char *server)
-{
-	ShardloadCatalogSession session;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(server)};
-	char	   *identity = NULL;
-
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT identity FROM shardload.shard_state WHERE server = $1",
-					 1, argtypes, values, NULL);
-	if (SPI_processed == 1)
-		identity = ShardloadSpiText(&session, 0, 1);
-	ShardloadCatalogEnd(&session);
-	return identity;
-}
-
-/*
  * ShardloadShardIdentitySet
  *	  Remember the database the server reached in this attempt.
  */

@@ -567,7 +567,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 {
 	bool		exists;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 4)
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 6)
 	{
 		fail_connection(sh, "LEDGER", "08P01");
 		return;
@@ -598,8 +598,26 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 	}
 
 	if (!exists)
+	{
 		send_query(sh, ShardloadLedgerCreateSql(), STREAM_CREATE_LEDGER);
-	else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 4), "t") != 0)
+	{
+		fail_ledger(sh, "42501",
+					psprintf("the slice ledger on server \"%s\" is not this role's", sh->params->servername),
+					"The schema " SHARDLOAD_LEDGER_SCHEMA " or the table " SHARDLOAD_LEDGER_TABLE
+					" belongs to a role the role of this user mapping is not a member of; whoever owns"
+					" them decides which slices count as loaded.");
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 5), "t") == 0)
+		ereport(WARNING,
+				(errmsg("the slice ledger on server \"%s\" may be changed by every role", sh->params->servername),
+				 errdetail("PUBLIC may insert or delete its rows, which decide which slices count as loaded."),
+				 errhint("Run SELECT shardload.prepare_shard(%s) as the role of the user mapping that owns it.",
+						 quote_literal_cstr(sh->params->servername))));
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
 		fail_ledger(sh, "42501",
 					psprintf("permission denied for the slice ledger on server \"%s\"",
 							 sh->params->servername),
@@ -615,7 +633,8 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 /*
  * ledger_created
  *	  The ledger was created (or a concurrent loader created it first,
- *	  which is fine): start; or it could not be.
+ *	  which is fine): probe it again before trusting it; or it could not
+ *	  be created.
  */
 static void
 ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
@@ -630,9 +649,11 @@ ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 					error->message);
 		return;
 	}
-	sh->ledger_reasons = true;
-	sh->current = -1;
-	start_next_slice(batch, sh);
+	/*
+	 * Look at it again as at any ledger that was there: another loader may
+	 * have made it, or its schema may have been someone else's.
+	 */
+	send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
 }
 
 /*

@@ -54,6 +54,7 @@ static void run_job(Job *job, TimestampTz now);
 static bool submit_tick(Job *job, TimestampTz tick, TimestampTz prev);
 static char *tick_key(const char *job_name, TimestampTz tick);
 static void submit_tick_step(void *arg);
+static void disable_job_timeout(void);
 
 /*
  * ShardloadScheduleJob
@@ -131,7 +132,9 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("job \"%s\" already exists", name),
-				 errdetail("It belongs to role \"%s\".", GetUserNameFromId(owner, true)),
+				 GetUserNameFromId(owner, true) ?
+				 errdetail("It belongs to role \"%s\".", GetUserNameFromId(owner, true)) :
+				 errdetail("It belongs to the dropped role with OID %u.", owner),
 				 errhint("Choose another job name.")));
 	}
 	ShardloadCatalogEnd(&session);
@@ -309,7 +312,7 @@ submit_tick(Job *job, TimestampTz tick, TimestampTz prev)
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 
-	disable_timeout(STATEMENT_TIMEOUT, false);	/* the step's limit, also after an error */
+	disable_job_timeout();		/* the step's limit, also after an error */
 	if (edata == NULL)
 		return true;
 	ereport(WARNING,
@@ -359,7 +362,7 @@ submit_tick_step(void *arg)
 	if (shardload_job_timeout > 0)
 		enable_timeout_after(STATEMENT_TIMEOUT, shardload_job_timeout);
 	values[2] = Int64GetDatum(ShardloadSubmit(&args));
-	disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_job_timeout();
 	ShardloadRestoreRole(&role);
 
 	values[0] = CStringGetTextDatum(job->name);
@@ -368,6 +371,19 @@ submit_tick_step(void *arg)
 	ShardloadSpiExec("UPDATE shardload.job SET last_tick = $2, last_batch_id = $3,"
 					 " last_error = NULL WHERE job_name = $1", 3, argtypes, values, NULL);
 	ShardloadCatalogEnd(&session);
+}
+
+/*
+ * disable_job_timeout
+ *	  Stop the job time limit; if it fired just now, after the work was
+ *	  done, forget the cancel it asked for.
+ */
+static void
+disable_job_timeout(void)
+{
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, false))
+		QueryCancelPending = false;
+	disable_timeout(STATEMENT_TIMEOUT, false);
 }
 
 /*

@@ -94,7 +94,13 @@ ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
 					" EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = l"
 					"  AND a.attname = 'skipped_reasons' AND NOT a.attisdropped),"
 					" (SELECT c.system_identifier::text FROM pg_catalog.pg_control_system() c)"
-					"  || '/' || pg_catalog.current_database()"
+					"  || '/' || pg_catalog.current_database(),"
+					/* trusted only if this role controls table and schema */
+					" l IS NULL OR (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')"
+					"  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE')"
+					"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+					"  WHERE c.oid = l),"
+					" l IS NOT NULL AND pg_catalog.has_table_privilege('public', l, 'INSERT, UPDATE, DELETE, TRUNCATE')"
 					" FROM pg_catalog.to_regclass('" LEDGER_NAME "') AS l",
 					fixed_forms ? ShardloadRemoteSessionSql(lc_monetary)
 					: "SET search_path = pg_catalog, pg_temp;");
@@ -139,7 +145,7 @@ ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "BEGIN; SELECT content_hash, skipped_lines::text, %s FROM "
 					 LEDGER_NAME " WHERE ",
-					 /* reasons apart by the unit separator, which messages lack */
+					 /* reasons apart by the unit separator, kept out of them */
 					 with_reasons ? "pg_catalog.array_to_string(skipped_reasons, E'\\x1f')"
 					 : "NULL::text");
 	append_key_condition(&sql, key);
@@ -174,8 +180,15 @@ ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,
 	{
 		appendStringInfoString(&sql, ", ARRAY[");
 		for (int i = 0; i < nskipped; i++)
-			appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
-							 quote_literal_cstr(reasons[i] ? reasons[i] : ""));
+		{
+			/* 0x1f separates reasons when they are read back */
+			char	   *reason = pstrdup(reasons[i] ? reasons[i] : "");
+
+			for (char *c = reason; *c; c++)
+				if (*c == '\x1f')
+					*c = ' ';
+			appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(reason));
+		}
 		appendStringInfoString(&sql, "]::text[]");
 	}
 	appendStringInfoString(&sql, "); COMMIT");

@@ -254,6 +254,18 @@ begin_attempt(int64 batch_id)
 					 2, argtypes, values, NULL);
 	ShardloadSpiExec("INSERT INTO shardload.attempt (batch_id, attempt, runner_pid)"
 					 " VALUES ($1, $2, $3)", 3, argtypes, values, NULL);
+
+	/*
+	 * Pin each slice still to be loaded to the database its server reached
+	 * last, before anything is sent: if this attempt's outcome is lost, the
+	 * next one knows where the slice may have gone (the record step puts
+	 * where it did go).
+	 */
+	ShardloadSpiExec("UPDATE shardload.slice s SET shard_identity = st.identity"
+					 " FROM shardload.shard_state st"
+					 " WHERE s.batch_id = $1 AND s.shard_identity IS NULL AND s.state <> 'committed'"
+					 " AND st.server = s.shard AND st.identity IS NOT NULL",
+					 1, argtypes, values, NULL);
 	rs->coordinator_id = ShardloadCoordinatorId(&session);
 	ShardloadCatalogEnd(&session);
 	return rs;
@@ -536,9 +548,8 @@ load_slices(RunState *rs)
 			}
 			slice->shard = GetForeignServer(serverid)->servername;
 			slice->stream = stream_slice_for(slice, router);
-			/* sent before, outcome maybe unknown: only to the same database */
-			slice->stream->expected_identity = slice->identity ? slice->identity :
-				rs->attempt > 1 ? ShardloadShardIdentity(servername) : NULL;
+			/* tried before, outcome maybe unknown: only to the same database */
+			slice->stream->expected_identity = rs->attempt > 1 ? slice->identity : NULL;
 			if (strcmp(batch->on_error, "reject") == 0)
 			{
 				slice->stream->reject_mode = true;

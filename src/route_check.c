@@ -90,14 +90,20 @@ ShardloadRemoteColumns(Oid partition, ShardloadRouter *router)
 char *
 ShardloadSliceSignature(Oid partition, ShardloadRouter *router)
 {
-	char	   *bound = partition_bound_text(partition);
+	char	   *signature;
 
+	/* values and names in fixed forms: the same text in every session */
+	ShardloadFixedFormsBegin();
 	if (get_rel_relkind(partition) != RELKIND_FOREIGN_TABLE)
-		return psprintf("bound %s, local table", bound);
-	return psprintf("bound %s, server %s, remote table %s %s", bound,
-					quote_identifier(GetForeignServer(GetForeignTable(partition)->serverid)->servername),
-					ShardloadRemoteTable(partition),
-					ShardloadRemoteColumns(partition, router));
+		signature = psprintf("bound %s, local table", partition_bound_text(partition));
+	else
+		signature = psprintf("bound %s, server %s, remote table %s %s",
+							 partition_bound_text(partition),
+							 quote_identifier(GetForeignServer(GetForeignTable(partition)->serverid)->servername),
+							 ShardloadRemoteTable(partition),
+							 ShardloadRemoteColumns(partition, router));
+	ShardloadFixedFormsEnd();
+	return signature;
 }
 
 /*
@@ -119,10 +125,7 @@ partition_bound_text(Oid partition)
 	{
 		Datum		shown;
 
-		/* bound values in fixed forms: the same text in every session */
-		ShardloadFixedFormsBegin();
 		shown = DirectFunctionCall2(pg_get_expr, bound, ObjectIdGetDatum(partition));
-		ShardloadFixedFormsEnd();
 		shown_text = TextDatumGetCString(shown);
 	}
 	ReleaseSysCache(tuple);

@@ -175,7 +175,7 @@ run_query(PGconn *conn, const char *sql, TimestampTz deadline, const char *serve
 				PQclear(last);
 			ereport(ERROR,
 					(errcode(code),
-					 errmsg("could not create the slice ledger on server \"%s\": %s", server, message),
+					 errmsg("could not prepare the slice ledger on server \"%s\": %s", server, message),
 					 errhint("The role of the user mapping needs CREATE on the shard's database, or the shard's administrator runs the SQL of shardload.ledger_ddl() there as that role.")));
 		}
 		if (last)

@@ -28,6 +28,7 @@
 #include "worker.h"
 
 static void validate_args(ShardloadSubmitArgs *args);
+static void check_columns_travel(ShardloadRouter *router);
 static int64 claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new);
 static void capture_rows(Capture *cap, ShardloadSubmitArgs *args);
 static void finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash);
@@ -55,6 +56,7 @@ ShardloadSubmit(ShardloadSubmitArgs *args)
 	if (pg_class_aclcheck(args->target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
 	router = ShardloadRouterCreate(rel);
+	check_columns_travel(router);
 
 	batch_id = claim_batch_key(args, rel, &is_new);
 	cap = CaptureCreate(router, batch_id, is_new,
@@ -123,6 +125,36 @@ validate_args(ShardloadSubmitArgs *args)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("retry policy \"%s\" does not exist", args->policy),
 					 errhint("Policies are rows of shardload.retry_policy.")));
+	}
+}
+
+/*
+ * check_columns_travel
+ *	  Object identifiers (regclass and the like) name objects of this
+ *	  database only: a table with foreign partitions cannot take them, as
+ *	  no text of them means the same object on a shard.
+ */
+static void
+check_columns_travel(ShardloadRouter *router)
+{
+	TupleDesc	tupdesc = RelationGetDescr(router->rel);
+	bool		foreign = false;
+
+	for (int i = 0; i < router->nparts; i++)
+		foreign |= get_rel_relkind(router->part_oids[i]) == RELKIND_FOREIGN_TABLE;
+	if (!foreign)
+		return;
+	for (int i = 0; i < router->ncolumns; i++)
+	{
+		Oid			type = TupleDescAttr(tupdesc, router->columns[i] - 1)->atttypid;
+
+		if (ShardloadTypeHasOid(type))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of type %s cannot be loaded into foreign partitions",
+							router->column_names[i], format_type_be(type)),
+					 errdetail("Its values are object identifiers of this database, which name other objects or none on another server."),
+					 errhint("Store the object's name as text instead.")));
 	}
 }
 

@@ -3,7 +3,8 @@
  *	  Values travel in fixed, session-independent text forms, as
  *	  postgres_fdw sends them (set_transmission_modes and
  *	  configure_remote_session): DateStyle ISO, IntervalStyle postgres,
- *	  extra_float_digits 3, bytea_output hex and TimeZone UTC.
+ *	  extra_float_digits 3, bytea_output hex and TimeZone UTC (and names
+ *	  quoted only where needed, whatever quote_all_identifiers says).
  *
  *	  Capture writes every value in these forms; the sessions that read
  *	  them back (each shard's COPY, the in-process COPY of local
@@ -51,6 +52,7 @@ typedef struct SavedForms
 	int			float_digits;
 	int			bytea_form;
 	pg_tz	   *timezone;
+	bool		quote_all;
 } SavedForms;
 
 static SavedForms saved;
@@ -60,7 +62,12 @@ static bool callbacks_registered = false;
 static void restore_on_abort(XactEvent event, void *arg);
 static void restore_on_subabort(SubXactEvent event, SubTransactionId mySubid,
 								SubTransactionId parentSubid, void *arg);
-static bool type_text_varies(Oid type, int depth, bool money_only);
+/* What type_text_varies looks for. */
+#define VARIES_ANY		0
+#define VARIES_MONEY	1
+#define VARIES_OID		2
+
+static bool type_text_varies(Oid type, int depth, int what);
 
 /*
  * ShardloadFixedFormsBegin
@@ -90,6 +97,7 @@ ShardloadFixedFormsBegin(void)
 	saved.float_digits = extra_float_digits;
 	saved.bytea_form = bytea_output;
 	saved.timezone = session_timezone;
+	saved.quote_all = quote_all_identifiers;
 	saved.active = true;
 	DateStyle = USE_ISO_DATES;
 	DateOrder = DATEORDER_MDY;
@@ -97,6 +105,7 @@ ShardloadFixedFormsBegin(void)
 	extra_float_digits = 3;
 	bytea_output = BYTEA_OUTPUT_HEX;
 	session_timezone = utc_zone;
+	quote_all_identifiers = false;
 }
 
 /*
@@ -114,6 +123,7 @@ ShardloadFixedFormsEnd(void)
 	extra_float_digits = saved.float_digits;
 	bytea_output = saved.bytea_form;
 	session_timezone = saved.timezone;
+	quote_all_identifiers = saved.quote_all;
 	saved.active = false;
 }
 
@@ -219,7 +229,7 @@ ShardloadSetReadSettings(const char *lc_monetary)
 bool
 ShardloadTypeTextVaries(Oid type)
 {
-	return type_text_varies(type, 0, false);
+	return type_text_varies(type, 0, VARIES_ANY);
 }
 
 /*
@@ -229,11 +239,22 @@ ShardloadTypeTextVaries(Oid type)
 bool
 ShardloadTypeHasMoney(Oid type)
 {
-	return type_text_varies(type, 0, true);
+	return type_text_varies(type, 0, VARIES_MONEY);
+}
+
+/*
+ * ShardloadTypeHasOid
+ *	  Whether type holds object identifiers (regclass and the like)
+ *	  anywhere: values that name objects of this database only.
+ */
+bool
+ShardloadTypeHasOid(Oid type)
+{
+	return type_text_varies(type, 0, VARIES_OID);
 }
 
 static bool
-type_text_varies(Oid type, int depth, bool money_only)
+type_text_varies(Oid type, int depth, int what)
 {
 	Oid			inner;
 	char		typtype;
@@ -243,7 +264,7 @@ type_text_varies(Oid type, int depth, bool money_only)
 	switch (type)
 	{
 		case CASHOID:
-			return true;
+			return what != VARIES_OID;
 		case DATEOID:
 		case TIMEOID:
 		case TIMETZOID:
@@ -251,6 +272,7 @@ type_text_varies(Oid type, int depth, bool money_only)
 		case TIMESTAMPTZOID:
 		case INTERVALOID:
 		case XMLOID:
+			return what == VARIES_ANY;
 		case REGCLASSOID:
 		case REGTYPEOID:
 		case REGPROCOID:
@@ -262,7 +284,7 @@ type_text_varies(Oid type, int depth, bool money_only)
 		case REGNAMESPACEOID:
 		case REGROLEOID:
 		case REGCOLLATIONOID:
-			return !money_only;
+			return what != VARIES_MONEY;
 		default:
 			break;
 	}
@@ -272,15 +294,15 @@ type_text_varies(Oid type, int depth, bool money_only)
 		return false;			/* a built-in scalar not listed above */
 
 	if (OidIsValid(inner = get_element_type(type)))
-		return type_text_varies(inner, depth + 1, money_only);
+		return type_text_varies(inner, depth + 1, what);
 	typtype = get_typtype(type);
 	if (typtype == TYPTYPE_DOMAIN)
-		return type_text_varies(getBaseType(type), depth + 1, money_only);
+		return type_text_varies(getBaseType(type), depth + 1, what);
 	if (typtype == TYPTYPE_RANGE)
-		return type_text_varies(get_range_subtype(type), depth + 1, money_only);
+		return type_text_varies(get_range_subtype(type), depth + 1, what);
 	if (typtype == TYPTYPE_MULTIRANGE)
 		return type_text_varies(get_range_subtype(get_multirange_range(type)),
-								depth + 1, money_only);
+								depth + 1, what);
 	if (typtype == TYPTYPE_COMPOSITE)
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(type, -1);
@@ -291,7 +313,7 @@ type_text_varies(Oid type, int depth, bool money_only)
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
 			if (!att->attisdropped)
-				varies = type_text_varies(att->atttypid, depth + 1, money_only);
+				varies = type_text_varies(att->atttypid, depth + 1, what);
 		}
 		ReleaseTupleDesc(desc);
 		return varies;

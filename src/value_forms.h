@@ -39,6 +39,7 @@ extern void ShardloadSetReadSettings(const char *lc_monetary);
 
 extern bool ShardloadTypeTextVaries(Oid type);
 extern bool ShardloadTypeHasMoney(Oid type);
+extern bool ShardloadTypeHasOid(Oid type);
 extern ShardloadRecoder *ShardloadRecoderCreate(Relation rel, int ncolumns,
 												AttrNumber *columns);
 extern Datum ShardloadRecodeValue(ShardloadRecoder *recoder, int col, char **value);

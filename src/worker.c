@@ -298,6 +298,8 @@ ShardloadSchedulerMain(Datum main_arg)
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			PushActiveSnapshot(GetTransactionSnapshot());
+			/* what is found must outlive the transaction: due jobs, batch ids */
+			MemoryContextSwitchTo(tick_cxt);
 			pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
 			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
 			{

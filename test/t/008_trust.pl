@@ -87,7 +87,7 @@ is($coord->safe_psql('postgres',
 		  . "FROM shardload.attempts WHERE batch_id = $b3 ORDER BY attempt DESC LIMIT 1"),
 	'LEDGER 42501 true', 'at stage LEDGER, with a hint naming prepare_shard');
 ($ok, $out, $err) = $coord->psql('postgres', "SELECT shardload.prepare_shard('shard_3')");
-like($err, qr/could not create the slice ledger on server "shard_3"/, 'prepare_shard says why it cannot');
+like($err, qr/could not prepare the slice ledger on server "shard_3": permission denied/, 'prepare_shard says why it cannot');
 $shards[2]->safe_psql('postgres', 'GRANT CREATE ON DATABASE postgres TO loader');
 is($coord->safe_psql('postgres', "SELECT shardload.prepare_shard('shard_3')"),
 	'ledger shardload_ledger.slices created on server "shard_3"', 'prepare_shard creates it as the mapping\'s role');
@@ -97,6 +97,50 @@ is($shards[2]->safe_psql('postgres',
 $coord->safe_psql('postgres', "SELECT shardload.replay($b3)");
 $coord->safe_psql('postgres', "CALL shardload.run($b3)");
 is(shard_count($shards[2], 3), '7', 'after prepare_shard the batch loads');
+
+# ==== a ledger schema another role made beforehand is not trusted ====
+$shards[0]->safe_psql('postgres', q{
+	CREATE ROLE mallory2 LOGIN;
+	CREATE ROLE loader2 LOGIN;
+	CREATE DATABASE hostile;
+	GRANT CREATE ON DATABASE hostile TO mallory2, loader2;
+});
+$shards[0]->safe_psql('hostile', q{
+	CREATE SCHEMA shardload_ledger AUTHORIZATION mallory2;
+	GRANT USAGE, CREATE ON SCHEMA shardload_ledger TO loader2;
+	CREATE TABLE t4 (sale_id bigint, region_id int NOT NULL, sale_amount numeric(10,2),
+		sale_date date NOT NULL, note text);
+	GRANT INSERT ON t4 TO loader2;
+});
+my ($h0, $p0) = ($shards[0]->host, $shards[0]->port);
+$coord->safe_psql('postgres', qq{
+	CREATE SERVER hostile_srv FOREIGN DATA WRAPPER postgres_fdw
+		OPTIONS (host '$h0', port '$p0', dbname 'hostile');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER hostile_srv OPTIONS (user 'loader2');
+	CREATE FOREIGN TABLE sales_region_4 PARTITION OF sales FOR VALUES IN (4)
+		SERVER hostile_srv OPTIONS (table_name 't4');
+	CREATE TABLE staging4 AS SELECT g AS sale_id, 4 AS region_id, 1.00 AS sale_amount,
+		date '2026-11-26' AS sale_date, 'x' AS note FROM generate_series(1, 3) g;
+});
+my $b4 = $coord->safe_psql('postgres', "SELECT shardload.submit('sales', 'hostile-4', 'SELECT * FROM staging4')");
+$coord->psql('postgres', "CALL shardload.run($b4)");
+is($coord->safe_psql('postgres',
+		"SELECT stage || ' ' || sqlstate || ' ' || failure_type FROM shardload.attempts WHERE batch_id = $b4 ORDER BY attempt DESC LIMIT 1"),
+	'LEDGER 42501 NON_RETRYABLE', 'a ledger in a schema of another role fails at LEDGER');
+like($coord->safe_psql('postgres', "SELECT message FROM shardload.attempts WHERE batch_id = $b4 ORDER BY attempt DESC LIMIT 1"),
+	qr/the slice ledger on server "hostile_srv" is not this role's/, 'and says whose it is not');
+is($shards[0]->safe_psql('hostile', 'SELECT count(*) FROM t4'), '0', 'nothing was loaded through it');
+
+# ==== a ledger every role may change is used, with a warning ====
+$shards[1]->safe_psql('postgres', 'GRANT INSERT, DELETE ON shardload_ledger.slices TO PUBLIC');
+($ok, $out, $err) = $coord->psql('postgres', q{
+	CREATE TABLE staging2b AS SELECT g + 100 AS sale_id, 2 AS region_id, 1.00 AS sale_amount,
+		date '2026-11-26' AS sale_date, 'x' AS note FROM generate_series(1, 4) g;
+	CALL shardload.load('sales', 'ledger-2b', 'SELECT * FROM staging2b');
+});
+like($err, qr/the slice ledger on server "shard_2" may be changed by every role/, 'a PUBLIC-writable ledger draws a warning');
+is(shard_count($shards[1], 2), '14', 'and the batch loads');
+$shards[1]->safe_psql('postgres', 'REVOKE ALL ON shardload_ledger.slices FROM PUBLIC');
 
 # ==== a server re-pointed while a slice's outcome is unknown: quarantined, not loaded twice ====
 $shards[0]->safe_psql('postgres', q{
