@@ -18,6 +18,15 @@
 #include "pg_shardload.h"
 
 static bool is_libpq_keyword(const char *name);
+static bool has_option(List *options, const char *name);
+
+/* libpq socket options set unless the server or the user mapping sets them */
+static const char *const socket_defaults[][2] = {
+	{"keepalives", "1"},
+	{"keepalives_idle", "10"},
+	{"keepalives_interval", "5"},
+	{"keepalives_count", "3"},
+};
 static bool mapping_requires_password(UserMapping *mapping);
 
 /*
@@ -47,7 +56,7 @@ ShardloadConnParams(Oid serverid, Oid owner)
 				 errhint("pg_shardload loads foreign partitions of postgres_fdw servers only.")));
 	mapping = GetUserMapping(owner, serverid);
 	options = list_concat_copy(server->options, mapping->options);
-	n = list_length(options) + 3;
+	n = list_length(options) + 3 + lengthof(socket_defaults) + 1;
 
 	params->servername = pstrdup(server->servername);
 	params->keywords = palloc0(sizeof(char *) * n);
@@ -63,6 +72,21 @@ ShardloadConnParams(Oid serverid, Oid owner)
 		params->keywords[i] = opt->defname;
 		params->values[i] = defGetString(opt);
 		i++;
+	}
+	/*
+	 * Notice a host that vanished: TCP keepalives, and a limit on data left
+	 * unacknowledged, unless the server or mapping says otherwise.
+	 */
+	for (int d = 0; d < lengthof(socket_defaults); d++)
+		if (!has_option(options, socket_defaults[d][0]))
+		{
+			params->keywords[i] = socket_defaults[d][0];
+			params->values[i++] = socket_defaults[d][1];
+		}
+	if (!has_option(options, "tcp_user_timeout"))
+	{
+		params->keywords[i] = "tcp_user_timeout";
+		params->values[i++] = psprintf("%d", shardload_progress_timeout);
 	}
 	params->keywords[i] = "fallback_application_name";
 	params->values[i++] = "pg_shardload";
@@ -108,6 +132,17 @@ is_libpq_keyword(const char *name)
 		if (strcmp(opt->keyword, name) == 0)
 			return strchr(opt->dispchar, 'D') == NULL;
 	}
+	return false;
+}
+
+static bool
+has_option(List *options, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+		if (strcmp(((DefElem *) lfirst(lc))->defname, name) == 0)
+			return true;
 	return false;
 }
 

@@ -19,15 +19,19 @@
 #include "commands/progress.h"
 #include "pgstat.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "copy_stream.h"
 #include "ledger.h"
 #include "payload.h"
 #include "reject.h"
+#include "remote_cancel.h"
 
 typedef enum StreamState
 {
@@ -43,6 +47,17 @@ typedef enum StreamState
 	STREAM_DONE
 } StreamState;
 
+/* How long cancelling the shards' remote work may take at most. */
+#define CANCEL_TIMEOUT_MS	3000
+
+/* The shards being streamed to, for the exit callback. */
+static struct
+{
+	StreamShard **shards;
+	int			nshards;
+}			streaming;
+static bool exit_callback_registered = false;
+
 /* Data messages sent to one shard before the loop turns to the next. */
 #define MESSAGES_PER_TURN 16
 
@@ -57,6 +72,10 @@ typedef enum StreamState
 #define PROGRESS_SLICES		10
 
 static void start_connect(StreamShard *sh);
+static const char *stream_stage(StreamShard **shards, int nshards);
+static void fail_timeout(StreamShard *sh);
+static void cancel_in_flight(StreamShard **shards, int nshards);
+static void cancel_at_exit(int code, Datum arg);
 static bool step(StreamBatch *batch, StreamShard *sh);
 static bool step_connecting(StreamBatch *batch, StreamShard *sh);
 static void ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res);
@@ -108,6 +127,13 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 	pgstat_progress_update_param(PROGRESS_COPY_TYPE, PROGRESS_COPY_TYPE_CALLBACK);
 	pgstat_progress_update_param(PROGRESS_COPY_BYTES_TOTAL, bytes_total);
 	pgstat_progress_update_param(PROGRESS_BATCH_ID, batch->batch_id);
+	streaming.shards = shards;
+	streaming.nshards = nshards;
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(cancel_at_exit, (Datum) 0);
+		exit_callback_registered = true;
+	}
 	PG_TRY();
 	{
 		for (int i = 0; i < nshards; i++)
@@ -116,15 +142,27 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 		{
 			bool		active = false;
 			bool		progress = false;
+			TimestampTz now;
 
+			if (batch->stage_out)
+				*batch->stage_out = stream_stage(shards, nshards);
 			CHECK_FOR_INTERRUPTS();
+			now = GetCurrentTimestamp();
 			for (int i = 0; i < nshards; i++)
 			{
-				if (shards[i]->state == STREAM_DONE)
+				StreamShard *sh = shards[i];
+
+				if (sh->state == STREAM_DONE)
 					continue;
 				active = true;
-				if (step(batch, shards[i]))
+				if (step(batch, sh))
+				{
 					progress = true;
+					if (sh->state != STREAM_CONNECTING)
+						sh->deadline = TimestampTzPlusMilliseconds(now, shardload_progress_timeout);
+				}
+				else if (now >= sh->deadline)
+					fail_timeout(sh);
 			}
 			if (!active)
 				break;
@@ -134,11 +172,114 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 	}
 	PG_FINALLY();
 	{
+		/* ended early (an error, a cancel): stop what shards still run */
+		cancel_in_flight(shards, nshards);
 		for (int i = 0; i < nshards; i++)
 			close_shard(shards[i]);
+		streaming.shards = NULL;
+		streaming.nshards = 0;
 		pgstat_progress_end_command();
 	}
 	PG_END_TRY();
+}
+
+/*
+ * stream_stage
+ *	  The stage of the least advanced shard still at work: where an error
+ *	  raised now (a cancel, a time limit) is recorded.
+ */
+static const char *
+stream_stage(StreamShard **shards, int nshards)
+{
+	static const char *const order[] = {"CONNECT", "LEDGER", "VERIFY", "COPY", "COMMIT"};
+	int			least = lengthof(order);
+
+	for (int i = 0; i < nshards; i++)
+	{
+		const char *stage;
+
+		if (shards[i]->state == STREAM_DONE)
+			continue;
+		stage = stage_of(shards[i]->state);
+		for (int j = 0; j < least; j++)
+			if (strcmp(order[j], stage) == 0)
+				least = j;
+	}
+	return least < lengthof(order) ? order[least] : "COMMIT";
+}
+
+/*
+ * fail_timeout
+ *	  The shard did not connect within shardload.connect_timeout, or made
+ *	  no progress for shardload.progress_timeout: its slices fail with a
+ *	  TRANSIENT timeout that names the limit and the stage.  The shard is
+ *	  not asked to cancel: it does not answer.  Its backend finds the
+ *	  connection closed once it reads again.
+ */
+static void
+fail_timeout(StreamShard *sh)
+{
+	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
+	bool		connecting = sh->state == STREAM_CONNECTING;
+
+	f->stage = stage_of(sh->state);
+	f->shard = sh->params->servername;
+	f->unreachable = true;
+	strlcpy(f->sqlstate, "57014", sizeof(f->sqlstate));
+	if (connecting)
+		f->message = psprintf("could not connect to server \"%s\" within %d ms\n"
+							  "DETAIL:  The limit is shardload.connect_timeout.",
+							  sh->params->servername, shardload_connect_timeout);
+	else
+		f->message = psprintf("server \"%s\" made no progress for %d ms at stage %s\n"
+							  "DETAIL:  The limit is shardload.progress_timeout.",
+							  sh->params->servername, shardload_progress_timeout, f->stage);
+	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
+		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
+			sh->slices[i]->failure = f;
+	close_shard(sh);
+	sh->state = STREAM_DONE;
+}
+
+/*
+ * cancel_in_flight
+ *	  Ask every shard whose backend still runs a query of this attempt to
+ *	  cancel it, all at once, within a few seconds.
+ */
+static void
+cancel_in_flight(StreamShard **shards, int nshards)
+{
+	ShardConnParams **params = palloc(sizeof(ShardConnParams *) * Max(nshards, 1));
+	int		   *pids = palloc(sizeof(int) * Max(nshards, 1));
+	int			n = 0;
+
+	for (int i = 0; i < nshards; i++)
+	{
+		StreamShard *sh = shards[i];
+
+		if (sh->state == STREAM_DONE || sh->conn == NULL || sh->backend_pid == 0 ||
+			PQtransactionStatus(sh->conn) == PQTRANS_IDLE)
+			continue;
+		params[n] = sh->params;
+		pids[n++] = sh->backend_pid;
+	}
+	ShardloadCancelRemote(params, pids, n, CANCEL_TIMEOUT_MS);
+}
+
+/*
+ * cancel_at_exit
+ *	  The process exits mid-stream (pg_terminate_backend, a runner's
+ *	  SIGTERM): no error unwinds the stream, so cancel its remote work here.
+ */
+static void
+cancel_at_exit(int code, Datum arg)
+{
+	if (streaming.shards == NULL)
+		return;
+	cancel_in_flight(streaming.shards, streaming.nshards);
+	for (int i = 0; i < streaming.nshards; i++)
+		close_shard(streaming.shards[i]);
+	streaming.shards = NULL;
 }
 
 /*
@@ -192,6 +333,7 @@ start_connect(StreamShard *sh)
 		return;
 	}
 	sh->fd_reserved = true;
+	sh->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), shardload_connect_timeout);
 	sh->conn = PQconnectStartParams(sh->params->keywords, sh->params->values, false);
 	if (sh->conn == NULL)
 		ereport(ERROR,
@@ -263,6 +405,7 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 	switch (poll)
 	{
 		case PGRES_POLLING_OK:
+			sh->backend_pid = PQbackendPID(sh->conn);
 			if (PQsetnonblocking(sh->conn, 1) != 0)
 			{
 				fail_connection(sh, "CONNECT", "08006");
@@ -827,9 +970,16 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
 static void
 wait_for_shards(StreamShard **shards, int nshards)
 {
-	WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, nshards + 2);
+	WaitEventSet *set = ShardloadCreateWaitEventSet(nshards + 2);
 	WaitEvent  *events = palloc(sizeof(WaitEvent) * (nshards + 2));
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout = 1000;
 	int			n;
+
+	/* wake for the nearest time limit */
+	for (int i = 0; i < nshards; i++)
+		if (shards[i]->state != STREAM_DONE)
+			timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, shards[i]->deadline), 0) + 1);
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -840,7 +990,7 @@ wait_for_shards(StreamShard **shards, int nshards)
 		if (sh->state != STREAM_DONE && sh->conn && sh->want)
 			AddWaitEventToSet(set, sh->want, PQsocket(sh->conn), NULL, sh);
 	}
-	n = WaitEventSetWait(set, 1000, events, nshards + 2, PG_WAIT_EXTENSION);
+	n = WaitEventSetWait(set, timeout, events, nshards + 2, PG_WAIT_EXTENSION);
 	for (int i = 0; i < n; i++)
 	{
 		if (events[i].events & WL_LATCH_SET)

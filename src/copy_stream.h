@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "libpq-fe.h"
+#include "datatype/timestamp.h"
 
 #include "connection.h"
 #include "pg_shardload.h"
@@ -61,6 +62,8 @@ typedef struct StreamShard
 	bool		retry_slice;	/* after the ROLLBACK, send the slice again */
 	ShardloadFailure *error;	/* first error of the query in flight */
 	char	   *identity;		/* system identifier/database, once connected */
+	TimestampTz deadline;		/* connect or progress limit */
+	int			backend_pid;	/* of the shard backend, once connected */
 	bool		ledger_reasons; /* the ledger keeps reasons of refused rows */
 } StreamShard;
 
@@ -76,6 +79,8 @@ typedef struct StreamBatch
 	const char *content_hash;
 	const char *lc_monetary;	/* for batches with money values, else NULL */
 	bool		fixed_forms;	/* payload in fixed forms (captured by 0.2+) */
+	const char **stage_out;		/* kept up to date: where the stream is, for
+								 * an error raised meanwhile (NULL: none) */
 } StreamBatch;
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);

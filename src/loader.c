@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -34,6 +36,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "circuit.h"
@@ -107,6 +110,11 @@ static void commit_step(void);
 
 /* Set while a background runner drives the attempt (no CALL, no portal). */
 static bool in_runner = false;
+
+/* shardload.attempt_timeout of runners: its timer, and whether it fired */
+static TimeoutId attempt_timeout_id = 0;
+static volatile sig_atomic_t attempt_timed_out = false;
+static void attempt_timeout_handler(void);
 static RunState *begin_attempt(int64 batch_id);
 static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
@@ -140,14 +148,36 @@ ShardloadRunBatch(int64 batch_id, bool wait, bool runner)
 		return false;
 	PG_TRY();
 	{
+		/* an attempt in the background has a time limit of its own */
+		attempt_timed_out = false;
+		if (runner && shardload_attempt_timeout > 0)
+		{
+			if (attempt_timeout_id == 0)
+				attempt_timeout_id = RegisterTimeout(USER_TIMEOUT, attempt_timeout_handler);
+			enable_timeout_after(attempt_timeout_id, shardload_attempt_timeout);
+		}
 		run_locked(batch_id);
 	}
 	PG_FINALLY();
 	{
+		if (attempt_timeout_id != 0)
+			disable_timeout(attempt_timeout_id, false);
 		LockRelease(&tag, ExclusiveLock, true);
 	}
 	PG_END_TRY();
 	return true;
+}
+
+/*
+ * attempt_timeout_handler
+ *	  shardload.attempt_timeout has passed: cancel the attempt as a cancel
+ *	  request would (the load step records it).  Runs in a signal handler.
+ */
+static void
+attempt_timeout_handler(void)
+{
+	attempt_timed_out = true;
+	kill(MyProcPid, SIGINT);
 }
 
 static void
@@ -347,7 +377,8 @@ record_circuits(RunState *rs)
 		if (slice->committed)
 			ShardloadCircuitRecord(slice->shard, true, NULL, NULL);
 		else if (slice->failure)
-			ShardloadCircuitRecord(slice->shard, false, slice->failure->sqlstate,
+			ShardloadCircuitRecord(slice->shard, false,
+								   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
 								   slice->failure->message);
 	}
 }
@@ -365,7 +396,15 @@ load_batch(RunState *rs)
 	if (edata == NULL)
 		return;
 	rs->failure = failure_from_edata(edata, rs->stage ? rs->stage : "ROUTE", NULL);
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && attempt_timed_out)
+	{
+		/* our own limit: record it as such, and the runner goes on */
+		rs->failure->message = psprintf("attempt of batch %lld ran longer than %d ms\n"
+										"DETAIL:  The limit is shardload.attempt_timeout.",
+										(long long) rs->batch->batch_id, shardload_attempt_timeout);
+		attempt_timed_out = false;
+	}
+	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		rs->cancel = edata;		/* recorded first, then the caller gets it */
 	/* local slices loaded in this attempt were rolled back with it */
 	for (int i = 0; i < rs->nslices; i++)
@@ -593,6 +632,7 @@ load_slices(RunState *rs)
 	stream_batch.content_hash = batch->content_hash;
 	stream_batch.lc_monetary = batch->lc_monetary;
 	stream_batch.fixed_forms = rs->fixed_forms;
+	stream_batch.stage_out = &rs->stage;
 	ShardloadStreamSlices(&stream_batch, shards, nshards);
 
 	/* carry the stream's outcome back to the attempt's slices */

@@ -24,6 +24,9 @@ int			shardload_max_workers = 2;
 int			shardload_circuit_failures = 5;
 int			shardload_circuit_cooldown = 30;
 int			shardload_job_timeout = 60 * 1000;
+int			shardload_connect_timeout = 10 * 1000;
+int			shardload_progress_timeout = 60 * 1000;
+int			shardload_attempt_timeout = 3600 * 1000;
 
 void		_PG_init(void);
 
@@ -77,6 +80,27 @@ _PG_init(void)
 							"A tick that takes longer is cancelled and tried again at the next wake-up; 0 means no limit.",
 							&shardload_job_timeout,
 							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.connect_timeout",
+							"Sets how long connecting to a shard may take.",
+							"A shard that has not answered by then fails its slices with a TRANSIENT timeout at stage CONNECT.",
+							&shardload_connect_timeout,
+							10 * 1000, 100, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.progress_timeout",
+							"Sets how long a shard may make no progress while a slice is sent or committed.",
+							"A shard silent for longer fails its slices with a TRANSIENT timeout at the stage it was in.",
+							&shardload_progress_timeout,
+							60 * 1000, 100, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("shardload.attempt_timeout",
+							"Sets how long one attempt run by the background worker may take.",
+							"An attempt that takes longer is cancelled and recorded as a TRANSIENT timeout; 0 means no limit.",
+							&shardload_attempt_timeout,
+							3600 * 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shardload");

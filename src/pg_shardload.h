@@ -36,6 +36,9 @@ extern int	shardload_max_workers;
 extern int	shardload_circuit_failures;
 extern int	shardload_circuit_cooldown;	/* seconds */
 extern int	shardload_job_timeout;	/* milliseconds, 0: none */
+extern int	shardload_connect_timeout;	/* milliseconds */
+extern int	shardload_progress_timeout;	/* milliseconds */
+extern int	shardload_attempt_timeout;	/* milliseconds, 0: none */
 
 /* Failure classes, as stored in the catalog. */
 typedef enum ShardloadFailureType
@@ -59,6 +62,7 @@ typedef struct ShardloadFailure
 	char	   *context;		/* the server's CONTEXT, if any */
 	char	   *schema;			/* of the table/constraint, if the server said */
 	char	   *constraint;
+	bool		unreachable;	/* the shard did not answer in time */
 } ShardloadFailure;
 
 /* capture.c */
