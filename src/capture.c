@@ -28,11 +28,11 @@ static void record_reject(Capture *cap, int64 line_no, const char *sqlstate,
 						  const char *message);
 
 /*
- * CaptureCreate
+ * ShardloadCaptureCreate
  *	  Start capturing rows for batch_id (in the current memory context).
  */
 Capture *
-CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
+ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 			  bool reject_mode)
 {
 	Capture    *cap = palloc0(sizeof(Capture));
@@ -126,7 +126,7 @@ append_line(Capture *cap, char **values)
 }
 
 /*
- * CaptureAddRow
+ * ShardloadCaptureAddRow
  *	  Add one row: values are the insertable columns' text forms (NULL for
  *	  SQL NULL), fixed forms already (key_known: key is the key's value)
  *	  or text input, which is checked (reject mode) and recoded here.  In
@@ -134,7 +134,7 @@ append_line(Capture *cap, char **values)
  *	  instead.  Flushes a full chunk.
  */
 void
-CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull,
+ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_isnull,
 			  bool key_known)
 {
 	ShardloadRouter *router = cap->router;
@@ -143,7 +143,7 @@ CaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bool key_is
 	char		sqlstate[6];
 	char	   *message;
 
-	if (cap->checker && !RowCheckerCheck(cap->checker, values, sqlstate, &message))
+	if (cap->checker && !ShardloadRowCheckerCheck(cap->checker, values, sqlstate, &message))
 	{
 		ShardloadCaptureRejectRow(cap, line_no, values, sqlstate, message);
 		return;
@@ -276,12 +276,12 @@ flush_slice(Capture *cap, int slice_no)
 }
 
 /*
- * CaptureFinish
+ * ShardloadCaptureFinish
  *	  Flush every slice and return the content hash (hex SHA-256 of all
  *	  lines in input order).
  */
 char *
-CaptureFinish(Capture *cap)
+ShardloadCaptureFinish(Capture *cap)
 {
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
@@ -299,12 +299,12 @@ CaptureFinish(Capture *cap)
 }
 
 /*
- * CaptureRecordSlices
+ * ShardloadCaptureRecordSlices
  *	  Insert a shardload.slice row for every slice that got rows, naming
  *	  its partition and, for a foreign partition, its server.
  */
 void
-CaptureRecordSlices(Capture *cap)
+ShardloadCaptureRecordSlices(Capture *cap)
 {
 	ShardloadCatalogSession session;
 	Oid			argtypes[10] = {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID,

@@ -47,18 +47,18 @@ typedef struct Capture
 	int64		rejected;
 } Capture;
 
-extern Capture *CaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
+extern Capture *ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 							  bool reject_mode);
-extern void CaptureAddRow(Capture *cap, int64 line_no, char **values,
+extern void ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values,
 						  Datum key, bool key_isnull, bool key_known);
 extern void ShardloadCaptureRejectRow(Capture *cap, int64 line_no, char **values,
 							 const char *sqlstate, const char *message);
-extern char *CaptureFinish(Capture *cap);
-extern void CaptureRecordSlices(Capture *cap);
+extern char *ShardloadCaptureFinish(Capture *cap);
+extern void ShardloadCaptureRecordSlices(Capture *cap);
 extern void ShardloadAppendCopyText(StringInfo buf, const char *value);
 
-extern void CaptureFromQuery(Capture *cap, const char *query, Datum *ticks);
-extern void CaptureFromCopy(Capture *cap, const char *data, const char *filename,
+extern void ShardloadCaptureFromQuery(Capture *cap, const char *query, Datum *ticks);
+extern void ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							const char *format, bool header);
 
 #endif							/* SHARDLOAD_CAPTURE_H */

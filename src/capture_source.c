@@ -53,14 +53,14 @@ static int	copy_from_string(void *outbuf, int minread, int maxread);
 static void copy_input_error_context(void *arg);
 
 /*
- * CaptureFromQuery
+ * ShardloadCaptureFromQuery
  *	  Run query (one SELECT-like statement, as the calling role) and add
  *	  every row it returns to cap.  Columns map to the target's insertable
  *	  columns by position, as in INSERT ... SELECT.  A cron job's query gets
  *	  its tick and previous tick as $1 and $2 (ticks non-NULL).
  */
 void
-CaptureFromQuery(Capture *cap, const char *query, Datum *ticks)
+ShardloadCaptureFromQuery(Capture *cap, const char *query, Datum *ticks)
 {
 	Oid			tick_types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	CaptureReceiver receiver;
@@ -154,7 +154,7 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	if (receiver->cap->reject_mode)
 	{
 		/* values arrive as the columns' types: only NULLs are left to check */
-		receiver->cap->checker = RowCheckerCreate(router, NULL);
+		receiver->cap->checker = ShardloadRowCheckerCreate(router, NULL);
 		memset(receiver->cap->checker->check_input, 0, sizeof(bool) * router->ncolumns);
 	}
 	receiver->values = palloc(sizeof(char *) * router->ncolumns);
@@ -192,7 +192,7 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 		ShardloadCaptureRejectRow(cap, line_no, receiver->values, sqlstate, message);
 	}
 	else
-		CaptureAddRow(cap, line_no, receiver->values, key, key_isnull, true);
+		ShardloadCaptureAddRow(cap, line_no, receiver->values, key, key_isnull, true);
 	ShardloadAssignerReset(receiver->assigner);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(cap->row_context);
@@ -288,7 +288,7 @@ copy_from_string(void *outbuf, int minread, int maxread)
 }
 
 /*
- * CaptureFromCopy
+ * ShardloadCaptureFromCopy
  *	  Parse COPY input (data inline, or the server file filename) with
  *	  PostgreSQL's COPY reader and add every row to cap.  Only the key field
  *	  is converted; the others travel as the text they arrived as.
@@ -296,7 +296,7 @@ copy_from_string(void *outbuf, int minread, int maxread)
  *	  client encoding, as COPY FROM does.
  */
 void
-CaptureFromCopy(Capture *cap, const char *data, const char *filename,
+ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 				const char *format, bool header)
 {
 	ShardloadRouter *router = cap->router;
@@ -327,7 +327,7 @@ CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 	error_context_stack = &errcallback;
 
 	if (cap->reject_mode)
-		cap->checker = RowCheckerCreate(router, NULL);
+		cap->checker = ShardloadRowCheckerCreate(router, NULL);
 	cap->recoder = ShardloadRecoderCreate(router->rel, router->ncolumns, router->columns);
 	for (;;)
 	{
@@ -352,7 +352,7 @@ CaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							RelationGetRelationName(router->rel), router->ncolumns)));
 		key_isnull = fields[router->key_column] == NULL;
 		cap->raw_line = pchomp(cstate->line_buf.data);
-		CaptureAddRow(cap, line_no, fields, key, key_isnull, false);
+		ShardloadCaptureAddRow(cap, line_no, fields, key, key_isnull, false);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(cap->row_context);
 	}

@@ -29,7 +29,7 @@
 #include "pg_shardload.h"
 #include "role_context.h"
 #include "subxact.h"
-#include "worker.h"
+#include "wake.h"
 
 /* At most this many missed ticks are loaded in one go. */
 #define MAX_CATCH_UP_TICKS 1000

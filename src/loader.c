@@ -120,11 +120,18 @@ static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
 static void load_local_slice(RunState *rs, RunSlice *slice, List *column_names);
 static StreamSlice *stream_slice_for(RunSlice *slice, ShardloadRouter *router);
+static void read_slices(RunState *rs);
+static bool batch_cannot_run(RunState *rs, ShardloadRouter *router);
+static void plan_foreign_slice(RunState *rs, RunSlice *slice, ShardloadRouter *router,
+							   List **servers, List **shard_list);
+static void stream_foreign_slices(RunState *rs, List *servers, List *shard_list);
 static bool destination_changed(ShardloadBatch *batch, RunSlice *slice,
 								ShardloadRouter *router);
 static void skip_known_rejects(int64 batch_id, StreamSlice *ss);
 static int64 count_rejects(int64 batch_id);
 static void record_outcome(RunState *rs);
+static int	record_slices(RunState *rs, ShardloadCatalogSession *session,
+						  ShardloadFailure **worst, ShardloadDecision *decision);
 static ShardloadFailure *make_failure(const char *stage, const char *shard,
 									  const char *sqlstate, const char *message);
 static ShardloadFailure *failure_from_edata(ErrorData *edata, const char *stage,
@@ -433,53 +440,20 @@ load_slices_step(void *arg)
 
 /*
  * load_slices
- *	  Route check, then local slices one by one, then all foreign slices
+ *	  Route checks, then local slices one by one, then all foreign slices
  *	  streamed at once.
  */
 static void
 load_slices(RunState *rs)
 {
 	ShardloadBatch *batch = rs->batch;
-	ShardloadCatalogSession session;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(batch->batch_id)};
 	Relation	target;
 	ShardloadRouter *router;
 	List	   *column_names;
 	List	   *servers = NIL;
 	List	   *shard_list = NIL;
-	StreamShard **shards;
-	StreamBatch stream_batch;
-	int			nshards;
-	ListCell   *lc;
-	ListCell   *lc2;
 
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT slice_no, coalesce(partition::oid, 0), rows, state,"
-					 " first_row_line, first_row_detail, bytes, route_signature, shard_identity"
-					 " FROM shardload.slice WHERE batch_id = $1 ORDER BY slice_no",
-					 1, argtypes, values, NULL);
-	rs->nslices = (int) SPI_processed;
-	rs->slices = MemoryContextAllocZero(session.outer, sizeof(RunSlice) * Max(rs->nslices, 1));
-	for (int i = 0; i < rs->nslices; i++)
-	{
-		RunSlice   *slice = &rs->slices[i];
-
-		slice->slice_no = (int) ShardloadSpiInt64(i, 1, NULL);
-		slice->partition = (Oid) ShardloadSpiInt64(i, 2, NULL);
-		slice->rows = ShardloadSpiInt64(i, 3, NULL);
-		slice->was_committed = strcmp(ShardloadSpiText(&session, i, 4), "committed") == 0;
-		slice->committed = slice->was_committed;
-		slice->first_line = ShardloadSpiInt64(i, 5, NULL);
-		slice->first_detail = ShardloadSpiText(&session, i, 6);
-		slice->bytes = ShardloadSpiInt64(i, 7, NULL);
-		slice->signature = ShardloadSpiText(&session, i, 8);
-		slice->identity = ShardloadSpiText(&session, i, 9);
-		/* only 0.2+ captures sign their slices and write fixed forms */
-		rs->fixed_forms |= slice->signature != NULL;
-	}
-	ShardloadCatalogEnd(&session);
-
+	read_slices(rs);
 	target = try_relation_open(batch->target, AccessShareLock);
 	if (target == NULL)
 	{
@@ -489,46 +463,8 @@ load_slices(RunState *rs)
 	}
 	router = ShardloadRouterCreate(target);
 	column_names = ShardloadColumnNameList(router);
-	if (strcmp(batch->columns, ShardloadColumnListText(router)) != 0)
+	if (batch_cannot_run(rs, router))
 	{
-		rs->failure = make_failure("ROUTE", NULL, "42P16",
-								   psprintf("columns of table \"%s\" changed since batch %lld was submitted\n"
-											"DETAIL:  The rows were captured for (%s); the table now has (%s).\n"
-											"HINT:  Submit the rows again under a new batch key.",
-											RelationGetRelationName(target), (long long) batch->batch_id,
-											batch->columns, ShardloadColumnListText(router)));
-		table_close(target, AccessShareLock);
-		return;
-	}
-	if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
-	{
-		rs->failure = make_failure("ROUTE", NULL, "42501",
-								   psprintf("permission denied for table %s\nDETAIL:  Role \"%s\" submitted the batch and no longer has INSERT on it.",
-											RelationGetRelationName(target),
-											GetUserNameFromId(batch->owner, false)));
-		table_close(target, AccessShareLock);
-		return;
-	}
-	if (batch->rows_rejected > batch->reject_limit)
-	{
-		rs->failure = make_failure("ROUTE", NULL, "22000",
-								   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld\n"
-											"DETAIL:  No slice was sent. The rows and their reasons are in shardload.rejects.",
-											(long long) batch->rows_rejected,
-											(long long) batch->reject_limit));
-		table_close(target, AccessShareLock);
-		return;
-	}
-	if (rs->nslices > 0 && rs->slices[0].slice_no == 0)
-	{
-		RunSlice   *bad = &rs->slices[0];
-
-		rs->failure = make_failure("ROUTE", NULL, "23514",
-								   psprintf("no partition of relation \"%s\" found for row\n"
-											"DETAIL:  Partition key of the failing row contains %s (line %lld); "
-											"%lld rows of the batch fit no partition.",
-											RelationGetRelationName(target), bad->first_detail,
-											(long long) bad->first_line, (long long) bad->rows));
 		table_close(target, AccessShareLock);
 		return;
 	}
@@ -556,56 +492,161 @@ load_slices(RunState *rs)
 		if (relkind == RELKIND_RELATION)
 			load_local_slice(rs, slice, column_names);
 		else if (relkind == RELKIND_FOREIGN_TABLE)
-		{
-			Oid			serverid = GetForeignTable(slice->partition)->serverid;
-			StreamShard *sh = NULL;
-			ListCell   *sc;
-			TimestampTz reopen;
-			char	   *servername = GetForeignServer(serverid)->servername;
-
-			if (ShardloadCircuitOpen(servername, &reopen))
-			{
-				slice->shard = servername;
-				slice->deferred = true;
-				slice->failure = make_failure("CONNECT", servername, "08000",
-											  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
-													   servername, timestamptz_to_str(reopen)));
-				continue;
-			}
-
-			forboth(lc, servers, sc, shard_list)
-			{
-				if (lfirst_oid(lc) == serverid)
-					sh = lfirst(sc);
-			}
-			if (sh == NULL)
-			{
-				sh = palloc0(sizeof(StreamShard));
-				sh->slices = palloc0(sizeof(StreamSlice *) * rs->nslices);
-				servers = lappend_oid(servers, serverid);
-				shard_list = lappend(shard_list, sh);
-			}
-			slice->shard = GetForeignServer(serverid)->servername;
-			slice->stream = stream_slice_for(slice, router);
-			/* tried before, outcome maybe unknown: only to the same database */
-			slice->stream->expected_identity = rs->attempt > 1 ? slice->identity : NULL;
-			if (strcmp(batch->on_error, "reject") == 0)
-			{
-				slice->stream->reject_mode = true;
-				skip_known_rejects(batch->batch_id, slice->stream);
-			}
-			sh->slices[sh->nslices++] = slice->stream;
-		}
+			plan_foreign_slice(rs, slice, router, &servers, &shard_list);
 		else
 			slice->failure = make_failure("ROUTE", NULL, "0A000",
 										  psprintf("partition \"%s\" is neither a table nor a foreign table",
 												   get_rel_name(slice->partition)));
 	}
+	stream_foreign_slices(rs, servers, shard_list);
+	table_close(target, AccessShareLock);
+}
 
-	/* connection parameters: a missing user mapping fails only its server */
-	nshards = list_length(shard_list);
-	shards = palloc0(sizeof(StreamShard *) * Max(nshards, 1));
-	nshards = 0;
+/*
+ * read_slices
+ *	  The batch's slices as this attempt sees them, into rs.
+ */
+static void
+read_slices(RunState *rs)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(rs->batch->batch_id)};
+
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT slice_no, coalesce(partition::oid, 0), rows, state,"
+					 " first_row_line, first_row_detail, bytes, route_signature, shard_identity"
+					 " FROM shardload.slice WHERE batch_id = $1 ORDER BY slice_no",
+					 1, argtypes, values, NULL);
+	rs->nslices = (int) SPI_processed;
+	rs->slices = MemoryContextAllocZero(session.outer, sizeof(RunSlice) * Max(rs->nslices, 1));
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+
+		slice->slice_no = (int) ShardloadSpiInt64(i, 1, NULL);
+		slice->partition = (Oid) ShardloadSpiInt64(i, 2, NULL);
+		slice->rows = ShardloadSpiInt64(i, 3, NULL);
+		slice->was_committed = strcmp(ShardloadSpiText(&session, i, 4), "committed") == 0;
+		slice->committed = slice->was_committed;
+		slice->first_line = ShardloadSpiInt64(i, 5, NULL);
+		slice->first_detail = ShardloadSpiText(&session, i, 6);
+		slice->bytes = ShardloadSpiInt64(i, 7, NULL);
+		slice->signature = ShardloadSpiText(&session, i, 8);
+		slice->identity = ShardloadSpiText(&session, i, 9);
+		/* only 0.2+ captures sign their slices and write fixed forms */
+		rs->fixed_forms |= slice->signature != NULL;
+	}
+	ShardloadCatalogEnd(&session);
+}
+
+/*
+ * batch_cannot_run
+ *	  The checks of the whole batch before anything is sent; true (with
+ *	  rs->failure set) if one fails.
+ */
+static bool
+batch_cannot_run(RunState *rs, ShardloadRouter *router)
+{
+	ShardloadBatch *batch = rs->batch;
+	const char *relname = RelationGetRelationName(router->rel);
+
+	if (strcmp(batch->columns, ShardloadColumnListText(router)) != 0)
+		rs->failure = make_failure("ROUTE", NULL, "42P16",
+								   psprintf("columns of table \"%s\" changed since batch %lld was submitted\n"
+											"DETAIL:  The rows were captured for (%s); the table now has (%s).\n"
+											"HINT:  Submit the rows again under a new batch key.",
+											relname, (long long) batch->batch_id,
+											batch->columns, ShardloadColumnListText(router)));
+	else if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
+		rs->failure = make_failure("ROUTE", NULL, "42501",
+								   psprintf("permission denied for table %s\nDETAIL:  Role \"%s\" submitted the batch and no longer has INSERT on it.",
+											relname, GetUserNameFromId(batch->owner, false)));
+	else if (batch->rows_rejected > batch->reject_limit)
+		rs->failure = make_failure("ROUTE", NULL, "22000",
+								   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld\n"
+											"DETAIL:  No slice was sent. The rows and their reasons are in shardload.rejects.",
+											(long long) batch->rows_rejected,
+											(long long) batch->reject_limit));
+	else if (rs->nslices > 0 && rs->slices[0].slice_no == 0)
+	{
+		RunSlice   *bad = &rs->slices[0];
+
+		rs->failure = make_failure("ROUTE", NULL, "23514",
+								   psprintf("no partition of relation \"%s\" found for row\n"
+											"DETAIL:  Partition key of the failing row contains %s (line %lld); "
+											"%lld rows of the batch fit no partition.",
+											relname, bad->first_detail,
+											(long long) bad->first_line, (long long) bad->rows));
+	}
+	return rs->failure != NULL;
+}
+
+/*
+ * plan_foreign_slice
+ *	  Put a foreign partition's slice on its server's stream (*servers and
+ *	  *shard_list, one entry per server), unless the server's circuit is
+ *	  open.
+ */
+static void
+plan_foreign_slice(RunState *rs, RunSlice *slice, ShardloadRouter *router,
+				   List **servers, List **shard_list)
+{
+	Oid			serverid = GetForeignTable(slice->partition)->serverid;
+	char	   *servername = GetForeignServer(serverid)->servername;
+	StreamShard *sh = NULL;
+	TimestampTz reopen;
+	ListCell   *lc;
+	ListCell   *sc;
+
+	slice->shard = servername;
+	if (ShardloadCircuitOpen(servername, &reopen))
+	{
+		slice->deferred = true;
+		slice->failure = make_failure("CONNECT", servername, "08000",
+									  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
+											   servername, timestamptz_to_str(reopen)));
+		return;
+	}
+	forboth(lc, *servers, sc, *shard_list)
+	{
+		if (lfirst_oid(lc) == serverid)
+			sh = lfirst(sc);
+	}
+	if (sh == NULL)
+	{
+		sh = palloc0(sizeof(StreamShard));
+		sh->slices = palloc0(sizeof(StreamSlice *) * rs->nslices);
+		*servers = lappend_oid(*servers, serverid);
+		*shard_list = lappend(*shard_list, sh);
+	}
+	slice->stream = stream_slice_for(slice, router);
+	/* tried before, outcome maybe unknown: only to the same database */
+	slice->stream->expected_identity = rs->attempt > 1 ? slice->identity : NULL;
+	if (strcmp(rs->batch->on_error, "reject") == 0)
+	{
+		slice->stream->reject_mode = true;
+		skip_known_rejects(rs->batch->batch_id, slice->stream);
+	}
+	sh->slices[sh->nslices++] = slice->stream;
+}
+
+/*
+ * stream_foreign_slices
+ *	  Connection parameters per server (a missing user mapping fails only
+ *	  its server), then every server's slices streamed at once; the
+ *	  outcome goes back to the attempt's slices.
+ */
+static void
+stream_foreign_slices(RunState *rs, List *servers, List *shard_list)
+{
+	ShardloadBatch *batch = rs->batch;
+	StreamShard **shards = palloc0(sizeof(StreamShard *) * Max(list_length(shard_list), 1));
+	StreamBatch stream_batch;
+	int			nshards = 0;
+	ListCell   *lc;
+	ListCell   *lc2;
+
 	forboth(lc, servers, lc2, shard_list)
 	{
 		StreamShard *sh = lfirst(lc2);
@@ -635,21 +676,16 @@ load_slices(RunState *rs)
 	stream_batch.stage_out = &rs->stage;
 	ShardloadStreamSlices(&stream_batch, shards, nshards);
 
-	/* carry the stream's outcome back to the attempt's slices */
-	foreach(lc, shard_list)
+	for (int i = 0; i < rs->nslices; i++)
 	{
-		StreamShard *sh = lfirst(lc);
+		RunSlice   *slice = &rs->slices[i];
 
-		for (int i = 0; i < sh->nslices; i++)
-			for (int j = 0; j < rs->nslices; j++)
-				if (rs->slices[j].slice_no == sh->slices[i]->slice_no)
-				{
-					rs->slices[j].committed = sh->slices[i]->committed;
-					if (sh->slices[i]->failure)
-						rs->slices[j].failure = sh->slices[i]->failure;
-				}
+		if (slice->stream == NULL)
+			continue;
+		slice->committed = slice->stream->committed;
+		if (slice->stream->failure)
+			slice->failure = slice->stream->failure;
 	}
-	table_close(target, AccessShareLock);
 }
 
 /*
@@ -814,28 +850,20 @@ count_rejects(int64 batch_id)
 }
 
 /*
- * record_outcome
- *	  Store slice states, the attempt's outcome and the batch's next state;
- *	  tell the caller how it went.
+ * record_slices
+ *	  Store the state of each slice this attempt tried, inside the caller's
+ *	  catalog session; the most serious failure (and its decision) goes to
+ *	  *worst.  Returns how many slices failed.
  */
-static void
-record_outcome(RunState *rs)
+static int
+record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure **worst,
+			  ShardloadDecision *decision)
 {
-	ShardloadCatalogSession session;
-	ShardloadFailure *worst = rs->failure;
-	ShardloadDecision decision;
+	Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
 	ShardloadDecision candidate;
 	int			nfailed = 0;
-	Oid			argtypes[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
 
-	memset(&decision, 0, sizeof(decision));
-	record_circuits(rs);
-	ShardloadCatalogBegin(&session);
-	if (worst != NULL)
-		ShardloadClassify(&session, worst->sqlstate, &decision);
 	values[0] = Int64GetDatum(rs->batch->batch_id);
 	for (int i = 0; i < rs->nslices; i++)
 	{
@@ -870,14 +898,41 @@ record_outcome(RunState *rs)
 							 " WHERE batch_id = $1 AND slice_no = $2 AND slice_no <> 0",
 							 3, argtypes, values, snulls);
 			/* the most serious failure speaks for the attempt */
-			ShardloadClassify(&session, slice->failure->sqlstate, &candidate);
-			if (worst == NULL || candidate.failure_type > decision.failure_type)
+			ShardloadClassify(session, slice->failure->sqlstate, &candidate);
+			if (*worst == NULL || candidate.failure_type > decision->failure_type)
 			{
-				worst = slice->failure;
-				decision = candidate;
+				*worst = slice->failure;
+				*decision = candidate;
 			}
 		}
 	}
+	return nfailed;
+}
+
+/*
+ * record_outcome
+ *	  Store slice states, the attempt's outcome and the batch's next state;
+ *	  tell the caller how it went.
+ */
+static void
+record_outcome(RunState *rs)
+{
+	ShardloadCatalogSession session;
+	ShardloadFailure *worst = rs->failure;
+	ShardloadDecision decision;
+	int			nfailed;
+	Oid			argtypes[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
+
+	memset(&decision, 0, sizeof(decision));
+	record_circuits(rs);
+	ShardloadCatalogBegin(&session);
+	if (worst != NULL)
+		ShardloadClassify(&session, worst->sqlstate, &decision);
+	nfailed = record_slices(rs, &session, &worst, &decision);
+	values[0] = Int64GetDatum(rs->batch->batch_id);
 	memset(nulls, ' ', sizeof(nulls));
 	values[1] = Int32GetDatum(rs->attempt);
 	if (worst == NULL)

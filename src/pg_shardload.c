@@ -45,7 +45,8 @@ _PG_init(void)
 							   "Read when the server starts; a change takes a restart.",
 							   &shardload_database,
 							   "postgres",
-							   PGC_SIGHUP, 0,
+							   /* PostgreSQL allows PGC_POSTMASTER only while preloading */
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("shardload.naptime",
 							"Sets how often the background worker looks for due work.",
@@ -105,6 +106,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("shardload");
 
-	if (process_shared_preload_libraries_in_progress)
+	/* no workers while pg_upgrade runs the server */
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
 		ShardloadWorkerInit();
 }

@@ -25,13 +25,13 @@ static bool input_parses(RowChecker *checker, int col, const char *value,
 						 char *sqlstate, char **message);
 
 /*
- * RowCheckerCreate
+ * ShardloadRowCheckerCreate
  *	  Checks for the target's insertable columns.  source_types are the
  *	  types rows arrive as (NULL: all text); a column that arrives as its
  *	  own type needs no input check.
  */
 RowChecker *
-RowCheckerCreate(ShardloadRouter *router, Oid *source_types)
+ShardloadRowCheckerCreate(ShardloadRouter *router, Oid *source_types)
 {
 	RowChecker *checker = palloc0(sizeof(RowChecker));
 	TupleDesc	tupdesc = RelationGetDescr(router->rel);
@@ -61,12 +61,12 @@ RowCheckerCreate(ShardloadRouter *router, Oid *source_types)
 }
 
 /*
- * RowCheckerCheck
+ * ShardloadRowCheckerCheck
  *	  True if the row passes; else fills sqlstate (6 bytes) and a palloc'd
  *	  message naming the column.  Throws errors other than bad data.
  */
 bool
-RowCheckerCheck(RowChecker *checker, char **values, char *sqlstate, char **message)
+ShardloadRowCheckerCheck(RowChecker *checker, char **values, char *sqlstate, char **message)
 {
 	ShardloadRouter *router = checker->router;
 

@@ -24,8 +24,8 @@ typedef struct RowChecker
 	int32	   *typmod;
 } RowChecker;
 
-extern RowChecker *RowCheckerCreate(ShardloadRouter *router, Oid *source_types);
-extern bool RowCheckerCheck(RowChecker *checker, char **values, char *sqlstate,
+extern RowChecker *ShardloadRowCheckerCreate(ShardloadRouter *router, Oid *source_types);
+extern bool ShardloadRowCheckerCheck(RowChecker *checker, char **values, char *sqlstate,
 							char **message);
 extern void ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
 								  const char *message, const char *raw_row,

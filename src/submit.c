@@ -25,7 +25,7 @@
 #include "pg_shardload.h"
 #include "routing.h"
 #include "value_forms.h"
-#include "worker.h"
+#include "wake.h"
 
 static void validate_args(ShardloadSubmitArgs *args);
 static void check_columns_travel(ShardloadRouter *router);
@@ -59,10 +59,10 @@ ShardloadSubmit(ShardloadSubmitArgs *args)
 	check_columns_travel(router);
 
 	batch_id = claim_batch_key(args, rel, &is_new);
-	cap = CaptureCreate(router, batch_id, is_new,
+	cap = ShardloadCaptureCreate(router, batch_id, is_new,
 						strcmp(args->on_error, "reject") == 0);
 	capture_rows(cap, args);
-	hash = CaptureFinish(cap);
+	hash = ShardloadCaptureFinish(cap);
 
 	if (is_new)
 		finish_new_batch(cap, args, hash);
@@ -229,11 +229,11 @@ static void
 capture_rows(Capture *cap, ShardloadSubmitArgs *args)
 {
 	if (strcmp(args->source_kind, "query") == 0)
-		CaptureFromQuery(cap, args->source, args->has_ticks ? args->ticks : NULL);
+		ShardloadCaptureFromQuery(cap, args->source, args->has_ticks ? args->ticks : NULL);
 	else if (strcmp(args->source_kind, "csv") == 0)
-		CaptureFromCopy(cap, args->source, NULL, "csv", args->header);
+		ShardloadCaptureFromCopy(cap, args->source, NULL, "csv", args->header);
 	else
-		CaptureFromCopy(cap, NULL, args->source, args->format, args->header);
+		ShardloadCaptureFromCopy(cap, NULL, args->source, args->format, args->header);
 }
 
 /*
@@ -253,7 +253,7 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 
 	for (int i = 0; i < cap->nslices; i++)
 		bytes += cap->slices[i].bytes;
-	CaptureRecordSlices(cap);
+	ShardloadCaptureRecordSlices(cap);
 
 	values[0] = Int64GetDatum(cap->batch_id);
 	values[1] = CStringGetTextDatum(hash);

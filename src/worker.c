@@ -40,24 +40,13 @@
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "wake.h"
 #include "worker.h"
 
-#define MAX_SCHEDULERS 16
+
 
 /* Batches one scheduler's runner runs before it makes way for a new one. */
 #define RUNNER_MAX_BATCHES 200
-
-/* Where submitters find the scheduler of their database to wake it. */
-typedef struct SchedulerSlot
-{
-	Oid			database;
-	int			procno;			/* pgprocno of the scheduler, -1 if none */
-} SchedulerSlot;
-
-typedef struct SchedulerRegistry
-{
-	SchedulerSlot slots[MAX_SCHEDULERS];
-} SchedulerRegistry;
 
 /* The job runners one scheduler has started, by job name. */
 #define MAX_JOB_RUNNERS 64
@@ -70,17 +59,6 @@ typedef struct JobRunners
 /* bgw_extra of a job runner: the database's OID, then the job's name. */
 #define JOB_NAME_MAX	(BGW_EXTRALEN - sizeof(Oid) - 1)
 
-static SchedulerRegistry *registry = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
-
-static void worker_shmem_request(void);
-static void worker_shmem_startup(void);
-static void wake_scheduler_at_commit(XactEvent event, void *arg);
-static void scheduler_register(void);
-static void scheduler_unregister(int code, Datum arg);
 static int	claim_due_batches(int64 *ids, int max, int64 *running, int nrunning,
 							  bool only_own);
 static BackgroundWorkerHandle *start_runner(int64 batch_id, bool notify, bool keep_going);
@@ -88,8 +66,8 @@ static void start_job_runners(JobRunners *runners, List *due);
 
 /*
  * ShardloadWorkerInit
- *	  From _PG_init while preloading: shared memory for the registry and one
- *	  scheduler per database in shardload.database.
+ *	  From _PG_init while preloading: shared memory for the wake-up
+ *	  registry and one scheduler per database in shardload.database.
  */
 void
 ShardloadWorkerInit(void)
@@ -99,10 +77,7 @@ ShardloadWorkerInit(void)
 	char	   *list = pstrdup(shardload_database);
 	int			n = 0;
 
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = worker_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = worker_shmem_startup;
+	ShardloadWakeInit();
 
 	if (!SplitIdentifierString(list, ',', &names))
 		ereport(ERROR,
@@ -112,10 +87,10 @@ ShardloadWorkerInit(void)
 	{
 		BackgroundWorker worker;
 
-		if (++n > MAX_SCHEDULERS)
+		if (++n > SHARDLOAD_MAX_SCHEDULERS)
 		{
 			ereport(WARNING,
-					(errmsg("pg_shardload serves at most %d databases", MAX_SCHEDULERS),
+					(errmsg("pg_shardload serves at most %d databases", SHARDLOAD_MAX_SCHEDULERS),
 					 errdetail("Database \"%s\" and those after it get no scheduler.",
 							   (char *) lfirst(lc))));
 			break;
@@ -132,92 +107,6 @@ ShardloadWorkerInit(void)
 		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
 		RegisterBackgroundWorker(&worker);
 	}
-}
-
-static void
-worker_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SchedulerRegistry)));
-}
-
-static void
-worker_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	registry = ShmemInitStruct("pg_shardload schedulers", sizeof(SchedulerRegistry), &found);
-	if (!found)
-		for (int i = 0; i < MAX_SCHEDULERS; i++)
-		{
-			registry->slots[i].database = InvalidOid;
-			registry->slots[i].procno = -1;
-		}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/*
- * ShardloadWakeSchedulerAtCommit
- *	  A batch was submitted: wake this database's scheduler once the
- *	  transaction commits, so it need not wait for its naptime.
- */
-void
-ShardloadWakeSchedulerAtCommit(void)
-{
-	if (registry == NULL)
-		return;					/* not preloaded: no scheduler */
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(wake_scheduler_at_commit, NULL);
-		xact_callback_registered = true;
-	}
-	wake_at_commit = true;
-}
-
-static void
-wake_scheduler_at_commit(XactEvent event, void *arg)
-{
-	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT)
-		return;
-	if (event == XACT_EVENT_COMMIT && wake_at_commit)
-		for (int i = 0; i < MAX_SCHEDULERS; i++)
-		{
-			/* a stale read at worst wakes a scheduler for nothing */
-			int			procno = registry->slots[i].procno;
-
-			if (registry->slots[i].database == MyDatabaseId && procno >= 0)
-				SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-		}
-	wake_at_commit = false;
-}
-
-static void
-scheduler_register(void)
-{
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	for (int i = 0; i < MAX_SCHEDULERS; i++)
-		if (registry->slots[i].procno < 0 || registry->slots[i].database == MyDatabaseId)
-		{
-			registry->slots[i].database = MyDatabaseId;
-			registry->slots[i].procno = MyProc->pgprocno;
-			break;
-		}
-	LWLockRelease(AddinShmemInitLock);
-	before_shmem_exit(scheduler_unregister, (Datum) 0);
-}
-
-static void
-scheduler_unregister(int code, Datum arg)
-{
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	for (int i = 0; i < MAX_SCHEDULERS; i++)
-		if (registry->slots[i].procno == MyProc->pgprocno)
-			registry->slots[i].procno = -1;
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
@@ -240,7 +129,7 @@ ShardloadSchedulerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("pg_shardload scheduler");
-	scheduler_register();
+	ShardloadSchedulerRegister();
 
 	nslots = 64;				/* max_workers is capped at 64 */
 	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(*handles) * nslots);

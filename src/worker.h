@@ -9,7 +9,6 @@
 #include "postgres.h"
 
 extern void ShardloadWorkerInit(void);
-extern void ShardloadWakeSchedulerAtCommit(void);
 extern int	ShardloadRunDue(int max_batches);
 extern PGDLLEXPORT void ShardloadSchedulerMain(Datum main_arg);
 extern PGDLLEXPORT void ShardloadRunnerMain(Datum main_arg);

@@ -191,12 +191,13 @@ is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE s
 
 # ==== every partition holds exactly the committed rows minus the rejects ====
 $coord->safe_psql('postgres', q{
+	CREATE TABLE rejected AS
+	SELECT split_part(r.raw_row, E'\t', 1)::bigint AS id FROM shardload.rejects r;
 	CREATE TABLE expected AS
 	SELECT s.id, s.region FROM source s
 	JOIN shardload.batches b ON b.batch_key = s.batch_key AND b.target = 'chaos'::regclass
 	WHERE b.state = 'succeeded'
-	  AND NOT EXISTS (SELECT 1 FROM shardload.rejects r WHERE r.batch_id = b.batch_id
-					  AND r.raw_row LIKE s.id || E'\t%')
+	  AND s.id NOT IN (SELECT id FROM rejected)
 	UNION ALL
 	SELECT f.id, f.region FROM feed f;
 });
