@@ -219,21 +219,20 @@ stream_stage(StreamShard **shards, int nshards)
 static void
 fail_timeout(StreamShard *sh)
 {
-	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-	bool		connecting = sh->state == STREAM_CONNECTING;
+	const char *stage = stage_of(sh->state);
+	ShardloadFailure *f;
 
-	f->stage = stage_of(sh->state);
-	f->shard = sh->params->servername;
-	f->unreachable = true;
-	strlcpy(f->sqlstate, "57014", sizeof(f->sqlstate));
-	if (connecting)
-		f->message = psprintf("could not connect to server \"%s\" within %d ms\n"
-							  "DETAIL:  The limit is shardload.connect_timeout.",
-							  sh->params->servername, shardload_connect_timeout);
+	if (sh->state == STREAM_CONNECTING)
+		f = ShardloadFailureMake(stage, sh->params->servername, "57014",
+								 psprintf("could not connect to server \"%s\" within %d ms",
+										  sh->params->servername, shardload_connect_timeout),
+								 "The limit is shardload.connect_timeout.", NULL);
 	else
-		f->message = psprintf("server \"%s\" made no progress for %d ms at stage %s\n"
-							  "DETAIL:  The limit is shardload.progress_timeout.",
-							  sh->params->servername, shardload_progress_timeout, f->stage);
+		f = ShardloadFailureMake(stage, sh->params->servername, "57014",
+								 psprintf("server \"%s\" made no progress for %d ms at stage %s",
+										  sh->params->servername, shardload_progress_timeout, stage),
+								 "The limit is shardload.progress_timeout.", NULL);
+	f->unreachable = true;
 	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
@@ -320,13 +319,10 @@ start_connect(StreamShard *sh)
 	}
 	if (!AcquireExternalFD())
 	{
-		ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-
-		f->stage = "CONNECT";
-		f->shard = sh->params->servername;
-		strlcpy(f->sqlstate, "53000", sizeof(f->sqlstate));
-		f->message = psprintf("could not connect to server \"%s\": out of file descriptors",
-							  sh->params->servername);
+		ShardloadFailure *f = ShardloadFailureMake("CONNECT", sh->params->servername, "53000",
+												   psprintf("could not connect to server \"%s\": out of file descriptors",
+															sh->params->servername),
+												   NULL, NULL);
 		for (; sh->current < sh->nslices; sh->current++)
 			sh->slices[sh->current]->failure = f;
 		sh->state = STREAM_DONE;
@@ -413,12 +409,11 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 			}
 			if (sh->params->require_password && !PQconnectionUsedPassword(sh->conn))
 			{
-				ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-
-				f->stage = "CONNECT";
-				f->shard = sh->params->servername;
-				strlcpy(f->sqlstate, "2F003", sizeof(f->sqlstate));
-				f->message = psprintf("password is required\nDETAIL:  Non-superuser cannot connect if the server does not request a password.\nHINT:  Target server's authentication method must be changed or password_required=false set in the user mapping attributes.");
+				ShardloadFailure *f =
+					ShardloadFailureMake("CONNECT", sh->params->servername, "2F003",
+										 "password is required",
+										 "Non-superuser cannot connect if the server does not request a password.",
+										 "Target server's authentication method must be changed or password_required=false set in the user mapping attributes.");
 				for (; sh->current < sh->nslices; sh->current++)
 					sh->slices[sh->current]->failure = f;
 				close_shard(sh);
@@ -727,16 +722,14 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 		if (slice->expected_identity == NULL ||
 			strcmp(slice->expected_identity, sh->identity) == 0)
 			continue;
-		f = palloc0(sizeof(ShardloadFailure));
-		f->stage = "VERIFY";
-		f->shard = sh->params->servername;
-		strlcpy(f->sqlstate, SQLSTATE_SHARDLOAD_OTHER_SERVER, sizeof(f->sqlstate));
-		f->message = psprintf("server \"%s\" now reaches another database than slice %d was sent to\n"
-							  "DETAIL:  The slice was sent to %s and may have been loaded there; the server now reaches %s.\n"
-							  "HINT:  Look for batch %lld in the ledger of the database the slice was sent to; "
-							  "if it is not there, point the server back or submit the rows again under a new batch key.",
-							  sh->params->servername, slice->slice_no, slice->expected_identity,
-							  sh->identity, (long long) batch->batch_id);
+		f = ShardloadFailureMake("VERIFY", sh->params->servername, SQLSTATE_SHARDLOAD_OTHER_SERVER,
+								 psprintf("server \"%s\" now reaches another database than slice %d was sent to",
+										  sh->params->servername, slice->slice_no),
+								 psprintf("The slice was sent to %s and may have been loaded there; the server now reaches %s.",
+										  slice->expected_identity, sh->identity),
+								 psprintf("Look for batch %lld in the ledger of the database the slice was sent to; "
+										  "if it is not there, point the server back or submit the rows again under a new batch key.",
+										  (long long) batch->batch_id));
 		slice->failure = f;
 	}
 
@@ -789,7 +782,7 @@ ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 		fail_ledger(sh, error->sqlstate,
 					psprintf("could not create the slice ledger on server \"%s\"",
 							 sh->params->servername),
-					error->message);
+					ShardloadFailureText(error));
 		return;
 	}
 	/*
@@ -808,16 +801,12 @@ ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 static void
 fail_ledger(StreamShard *sh, const char *sqlstate, const char *message, const char *detail)
 {
-	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-
-	f->stage = "LEDGER";
-	f->shard = sh->params->servername;
-	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
-	f->message = psprintf("%s%s%s\nHINT:  Run SELECT shardload.prepare_shard(%s) on the coordinator as this role, "
-						  "or have the shard's administrator run the SQL of shardload.ledger_ddl() on the shard as the role of the user mapping "
-						  "(it needs CREATE on the shard's database the first time).",
-						  message, detail ? "\nDETAIL:  " : "", detail ? detail : "",
-						  quote_literal_cstr(sh->params->servername));
+	ShardloadFailure *f =
+		ShardloadFailureMake("LEDGER", sh->params->servername, sqlstate, message, detail,
+							 psprintf("Run SELECT shardload.prepare_shard(%s) on the coordinator as this role, "
+									  "or have the shard's administrator run the SQL of shardload.ledger_ddl() on the shard as the role of the user mapping "
+									  "(it needs CREATE on the shard's database the first time).",
+									  quote_literal_cstr(sh->params->servername)));
 	for (int i = 0; i < sh->nslices; i++)
 		if (sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
@@ -904,21 +893,18 @@ fail_slice(StreamShard *sh, ShardloadFailure *failure)
 static void
 fail_connection(StreamShard *sh, const char *stage, const char *sqlstate)
 {
-	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
 	char	   *libpq_message = pchomp(PQerrorMessage(sh->conn));
+	ShardloadFailure *f;
 
-	f->stage = stage;
-	f->shard = sh->params->servername;
 	if (sqlstate == NULL)
-	{
-		sqlstate = ShardloadConnectFailureSqlstate(libpq_message);
-		f->message = psprintf("could not connect to server \"%s\"\nDETAIL:  %s",
-							  sh->params->servername, libpq_message);
-	}
+		f = ShardloadFailureMake(stage, sh->params->servername,
+								 ShardloadConnectFailureSqlstate(libpq_message),
+								 psprintf("could not connect to server \"%s\"", sh->params->servername),
+								 libpq_message, NULL);
 	else
-		f->message = psprintf("lost connection to server \"%s\"\nDETAIL:  %s",
-							  sh->params->servername, libpq_message);
-	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
+		f = ShardloadFailureMake(stage, sh->params->servername, sqlstate,
+								 psprintf("lost connection to server \"%s\"", sh->params->servername),
+								 libpq_message, NULL);
 
 	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
@@ -934,28 +920,17 @@ fail_connection(StreamShard *sh, const char *stage, const char *sqlstate)
 static ShardloadFailure *
 failure_from_result(const PGresult *res, const char *stage, const char *shard)
 {
-	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
 	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 	const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
 	const char *schema = PQresultErrorField(res, PG_DIAG_SCHEMA_NAME);
 	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-	StringInfoData msg;
+	ShardloadFailure *f =
+		ShardloadFailureMake(stage, shard, sqlstate ? sqlstate : "XX000",
+							 primary ? primary : pchomp(PQresultErrorMessage(res)),
+							 PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+							 PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 
-	initStringInfo(&msg);
-	appendStringInfoString(&msg, primary ? primary : pchomp(PQresultErrorMessage(res)));
-	if (detail)
-		appendStringInfo(&msg, "\nDETAIL:  %s", detail);
-	if (hint)
-		appendStringInfo(&msg, "\nHINT:  %s", hint);
-	if (context)
-		appendStringInfo(&msg, "\nCONTEXT:  %s", context);
-	f->stage = stage;
-	f->shard = pstrdup(shard);
-	strlcpy(f->sqlstate, sqlstate ? sqlstate : "XX000", sizeof(f->sqlstate));
-	f->message = msg.data;
 	f->context = context ? pstrdup(context) : NULL;
 	f->schema = schema ? pstrdup(schema) : NULL;
 	f->constraint = constraint ? pstrdup(constraint) : NULL;
@@ -1145,7 +1120,6 @@ try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 	int64		line_no;
 	char	   *raw_row;
 	char	   *primary;
-	char	   *newline;
 
 	if (!slice->reject_mode || error->context == NULL ||
 		(strncmp(error->sqlstate, "22", 2) != 0 && strncmp(error->sqlstate, "23", 2) != 0) ||
@@ -1155,19 +1129,16 @@ try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 		return false;
 	if (batch->reject_budget <= 0)
 	{
-		error->sqlstate[0] = '\0';
+		error->detail = psprintf("The last one, line %lld of the slice: %s%s%s", (long long) line,
+								 error->message, error->detail ? " " : "",
+								 error->detail ? error->detail : "");
 		strlcpy(error->sqlstate, "22000", sizeof(error->sqlstate));
-		error->message = psprintf("more rows were rejected than the batch's reject_limit allows\n"
-								  "DETAIL:  The last one, line %lld of the slice: %s",
-								  (long long) line, error->message);
+		error->message = pstrdup("more rows were rejected than the batch's reject_limit allows");
 		return false;
 	}
 	if (!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
 		return false;
-	primary = pstrdup(error->message);
-	if ((newline = strchr(primary, '\n')) != NULL)
-		*newline = '\0';
-	primary = psprintf("%s (on server \"%s\")", primary, sh->params->servername);
+	primary = psprintf("%s (on server \"%s\")", error->message, sh->params->servername);
 	ShardloadRecordReject(batch->batch_id, line_no, error->sqlstate, primary,
 						  raw_row, slice->slice_no, line);
 	ShardloadStreamSliceSkip(slice, line, psprintf("%s %s", error->sqlstate, primary));
@@ -1214,8 +1185,8 @@ name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error)
 		!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &input_line, &raw_row) ||
 		input_line <= 0)
 		return;
-	error->message = psprintf("%s\nDETAIL:  The row is line %lld of the batch's input.",
-							  error->message, (long long) input_line);
+	ShardloadFailureAddDetail(error, psprintf("The row is line %lld of the batch's input.",
+											  (long long) input_line));
 }
 
 /*
@@ -1237,16 +1208,13 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 
 	if (strcmp(hash, batch->content_hash) != 0)
 	{
-		ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-
-		f->stage = "VERIFY";
-		f->shard = sh->params->servername;
-		strlcpy(f->sqlstate, SQLSTATE_SHARDLOAD_LEDGER_MISMATCH, sizeof(f->sqlstate));
-		f->message = psprintf("slice %d of batch %lld is in the ledger of server \"%s\" with other content\n"
-							  "DETAIL:  The ledger row has content hash %.12s; the batch has %.12s.\n"
-							  "HINT:  Was the coordinator's database restored or cloned? Its batch ids now collide with loads it made before.",
-							  slice->slice_no, (long long) batch->batch_id, sh->params->servername,
-							  hash, batch->content_hash);
+		ShardloadFailure *f =
+			ShardloadFailureMake("VERIFY", sh->params->servername, SQLSTATE_SHARDLOAD_LEDGER_MISMATCH,
+								 psprintf("slice %d of batch %lld is in the ledger of server \"%s\" with other content",
+										  slice->slice_no, (long long) batch->batch_id, sh->params->servername),
+								 psprintf("The ledger row has content hash %.12s; the batch has %.12s.",
+										  hash, batch->content_hash),
+								 "Was the coordinator's database restored or cloned? Its batch ids now collide with loads it made before.");
 		fail_slice(sh, f);
 		return false;
 	}

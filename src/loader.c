@@ -132,10 +132,6 @@ static int64 count_rejects(int64 batch_id);
 static void record_outcome(RunState *rs);
 static int	record_slices(RunState *rs, ShardloadCatalogSession *session,
 						  ShardloadFailure **worst, ShardloadDecision *decision);
-static ShardloadFailure *make_failure(const char *stage, const char *shard,
-									  const char *sqlstate, const char *message);
-static ShardloadFailure *failure_from_edata(ErrorData *edata, const char *stage,
-											const char *shard);
 
 /*
  * ShardloadRunBatch
@@ -386,7 +382,7 @@ record_circuits(RunState *rs)
 		else if (slice->failure)
 			ShardloadCircuitRecord(slice->shard, false,
 								   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
-								   slice->failure->message);
+								   ShardloadFailureText(slice->failure));
 	}
 }
 
@@ -402,13 +398,15 @@ load_batch(RunState *rs)
 
 	if (edata == NULL)
 		return;
-	rs->failure = failure_from_edata(edata, rs->stage ? rs->stage : "ROUTE", NULL);
+	rs->failure = ShardloadFailureFromError(edata, rs->stage ? rs->stage : "ROUTE", NULL);
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && attempt_timed_out)
 	{
 		/* our own limit: record it as such, and the runner goes on */
-		rs->failure->message = psprintf("attempt of batch %lld ran longer than %d ms\n"
-										"DETAIL:  The limit is shardload.attempt_timeout.",
+		rs->failure->message = psprintf("attempt of batch %lld ran longer than %d ms",
 										(long long) rs->batch->batch_id, shardload_attempt_timeout);
+		rs->failure->detail = pstrdup("The limit is shardload.attempt_timeout.");
+		rs->failure->hint = NULL;
+		rs->failure->context = NULL;
 		attempt_timed_out = false;
 	}
 	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
@@ -457,8 +455,9 @@ load_slices(RunState *rs)
 	target = try_relation_open(batch->target, AccessShareLock);
 	if (target == NULL)
 	{
-		rs->failure = make_failure("ROUTE", NULL, "42P01",
-								   psprintf("relation \"%s\" does not exist", batch->target_name));
+		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42P01",
+										   psprintf("relation \"%s\" does not exist", batch->target_name),
+										   NULL, NULL);
 		return;
 	}
 	router = ShardloadRouterCreate(target);
@@ -482,9 +481,10 @@ load_slices(RunState *rs)
 		if (relkind == '\0' || !get_rel_relispartition(slice->partition) ||
 			get_partition_parent(slice->partition, true) != batch->target)
 		{
-			slice->failure = make_failure("ROUTE", NULL, "42P01",
-										  psprintf("partition of slice %d is no longer a partition of \"%s\"",
-												   slice->slice_no, RelationGetRelationName(target)));
+			slice->failure = ShardloadFailureMake("ROUTE", NULL, "42P01",
+												  psprintf("partition of slice %d is no longer a partition of \"%s\"",
+														   slice->slice_no, RelationGetRelationName(target)),
+												  NULL, NULL);
 			continue;
 		}
 		if (destination_changed(batch, slice, router))
@@ -494,9 +494,10 @@ load_slices(RunState *rs)
 		else if (relkind == RELKIND_FOREIGN_TABLE)
 			plan_foreign_slice(rs, slice, router, &servers, &shard_list);
 		else
-			slice->failure = make_failure("ROUTE", NULL, "0A000",
-										  psprintf("partition \"%s\" is neither a table nor a foreign table",
-												   get_rel_name(slice->partition)));
+			slice->failure = ShardloadFailureMake("ROUTE", NULL, "0A000",
+												  psprintf("partition \"%s\" is neither a table nor a foreign table",
+														   get_rel_name(slice->partition)),
+												  NULL, NULL);
 	}
 	stream_foreign_slices(rs, servers, shard_list);
 	table_close(target, AccessShareLock);
@@ -552,32 +553,36 @@ batch_cannot_run(RunState *rs, ShardloadRouter *router)
 	const char *relname = RelationGetRelationName(router->rel);
 
 	if (strcmp(batch->columns, ShardloadColumnListText(router)) != 0)
-		rs->failure = make_failure("ROUTE", NULL, "42P16",
-								   psprintf("columns of table \"%s\" changed since batch %lld was submitted\n"
-											"DETAIL:  The rows were captured for (%s); the table now has (%s).\n"
-											"HINT:  Submit the rows again under a new batch key.",
-											relname, (long long) batch->batch_id,
-											batch->columns, ShardloadColumnListText(router)));
+		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42P16",
+										   psprintf("columns of table \"%s\" changed since batch %lld was submitted",
+													relname, (long long) batch->batch_id),
+										   psprintf("The rows were captured for (%s); the table now has (%s).",
+													batch->columns, ShardloadColumnListText(router)),
+										   "Submit the rows again under a new batch key.");
 	else if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
-		rs->failure = make_failure("ROUTE", NULL, "42501",
-								   psprintf("permission denied for table %s\nDETAIL:  Role \"%s\" submitted the batch and no longer has INSERT on it.",
-											relname, GetUserNameFromId(batch->owner, false)));
+		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42501",
+										   psprintf("permission denied for table %s", relname),
+										   psprintf("Role \"%s\" submitted the batch and no longer has INSERT on it.",
+													GetUserNameFromId(batch->owner, false)),
+										   NULL);
 	else if (batch->rows_rejected > batch->reject_limit)
-		rs->failure = make_failure("ROUTE", NULL, "22000",
-								   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld\n"
-											"DETAIL:  No slice was sent. The rows and their reasons are in shardload.rejects.",
-											(long long) batch->rows_rejected,
-											(long long) batch->reject_limit));
+		rs->failure = ShardloadFailureMake("ROUTE", NULL, "22000",
+										   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld",
+													(long long) batch->rows_rejected,
+													(long long) batch->reject_limit),
+										   "No slice was sent. The rows and their reasons are in shardload.rejects.",
+										   NULL);
 	else if (rs->nslices > 0 && rs->slices[0].slice_no == 0)
 	{
 		RunSlice   *bad = &rs->slices[0];
 
-		rs->failure = make_failure("ROUTE", NULL, "23514",
-								   psprintf("no partition of relation \"%s\" found for row\n"
-											"DETAIL:  Partition key of the failing row contains %s (line %lld); "
-											"%lld rows of the batch fit no partition.",
-											relname, bad->first_detail,
-											(long long) bad->first_line, (long long) bad->rows));
+		rs->failure = ShardloadFailureMake("ROUTE", NULL, "23514",
+										   psprintf("no partition of relation \"%s\" found for row", relname),
+										   psprintf("Partition key of the failing row contains %s (line %lld); "
+													"%lld rows of the batch fit no partition.",
+													bad->first_detail, (long long) bad->first_line,
+													(long long) bad->rows),
+										   NULL);
 	}
 	return rs->failure != NULL;
 }
@@ -603,9 +608,10 @@ plan_foreign_slice(RunState *rs, RunSlice *slice, ShardloadRouter *router,
 	if (ShardloadCircuitOpen(servername, &reopen))
 	{
 		slice->deferred = true;
-		slice->failure = make_failure("CONNECT", servername, "08000",
-									  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
-											   servername, timestamptz_to_str(reopen)));
+		slice->failure = ShardloadFailureMake("CONNECT", servername, "08000",
+											  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
+													   servername, timestamptz_to_str(reopen)),
+											  NULL, NULL);
 		return;
 	}
 	forboth(lc, *servers, sc, *shard_list)
@@ -657,7 +663,7 @@ stream_foreign_slices(RunState *rs, List *servers, List *shard_list)
 			shards[nshards++] = sh;
 		else
 		{
-			ShardloadFailure *f = failure_from_edata(edata, "CONNECT",
+			ShardloadFailure *f = ShardloadFailureFromError(edata, "CONNECT",
 													 GetForeignServer(step.serverid)->servername);
 
 			for (int i = 0; i < sh->nslices; i++)
@@ -704,7 +710,7 @@ load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
 	if (edata == NULL)
 		slice->committed = true;
 	else
-		slice->failure = failure_from_edata(edata, "COPY", NULL);
+		slice->failure = ShardloadFailureFromError(edata, "COPY", NULL);
 }
 
 /*
@@ -796,12 +802,12 @@ destination_changed(ShardloadBatch *batch, RunSlice *slice, ShardloadRouter *rou
 	now = ShardloadSliceSignature(slice->partition, router);
 	if (strcmp(now, slice->signature) == 0)
 		return false;
-	slice->failure = make_failure("ROUTE", NULL, "42P16",
-								  psprintf("partition \"%s\" of slice %d changed since batch %lld was submitted\n"
-										   "DETAIL:  At submit: %s. Now: %s.\n"
-										   "HINT:  The rows were routed for the old partition; submit them again under a new batch key.",
-										   get_rel_name(slice->partition), slice->slice_no,
-										   (long long) batch->batch_id, slice->signature, now));
+	slice->failure = ShardloadFailureMake("ROUTE", NULL, "42P16",
+										  psprintf("partition \"%s\" of slice %d changed since batch %lld was submitted",
+												   get_rel_name(slice->partition), slice->slice_no,
+												   (long long) batch->batch_id),
+										  psprintf("At submit: %s. Now: %s.", slice->signature, now),
+										  "The rows were routed for the old partition; submit them again under a new batch key.");
 	return true;
 }
 
@@ -959,8 +965,9 @@ record_outcome(RunState *rs)
 		values[6] = CStringGetTextDatum(decision.reason);
 		values[7] = CStringGetTextDatum(worst->sqlstate);
 		values[8] = CStringGetTextDatum(nfailed > 1 ?
-										psprintf("%s\n(%d slices failed in this attempt)", worst->message, nfailed) :
-										worst->message);
+										psprintf("%s\n(%d slices failed in this attempt)",
+												 ShardloadFailureText(worst), nfailed) :
+										ShardloadFailureText(worst));
 		nulls[9] = 'n';
 		values[10] = Float8GetDatum(decision.delay);
 		if (strcmp(decision.next_action, "RETRY") != 0)
@@ -988,56 +995,16 @@ record_outcome(RunState *rs)
 
 	if (worst != NULL)
 	{
-		/* the first line of the message is its primary text */
-		char	   *primary = pstrdup(worst->message);
-		char	   *rest = strchr(primary, '\n');
+		char	   *rest = ShardloadFailureDetailText(worst);
 
-		if (rest)
-		{
-			*rest++ = '\0';
-			if (strncmp(rest, "DETAIL:  ", 9) == 0)
-				rest += 9;
-		}
 		ereport(WARNING,
 				(errmsg("batch %lld failed at stage %s%s%s: %s",
 						(long long) rs->batch->batch_id, worst->stage,
 						worst->shard ? " on server " : "",
-						worst->shard ? quote_identifier(worst->shard) : "", primary),
+						worst->shard ? quote_identifier(worst->shard) : "", worst->message),
 				 rest ? errdetail_internal("%s", rest) : 0,
 				 errhint("The failure is %s (%s); the batch is now %s, next action %s.",
 						 decision.failure_type_name, decision.reason, decision.state,
 						 decision.next_action)));
 	}
-}
-
-static ShardloadFailure *
-make_failure(const char *stage, const char *shard, const char *sqlstate, const char *message)
-{
-	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
-
-	f->stage = stage;
-	f->shard = shard ? pstrdup(shard) : NULL;
-	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
-	f->message = pstrdup(message);
-	return f;
-}
-
-/*
- * failure_from_edata
- *	  A caught local error as a failure, with its own SQLSTATE.
- */
-static ShardloadFailure *
-failure_from_edata(ErrorData *edata, const char *stage, const char *shard)
-{
-	StringInfoData msg;
-
-	initStringInfo(&msg);
-	appendStringInfoString(&msg, edata->message ? edata->message : "unknown error");
-	if (edata->detail)
-		appendStringInfo(&msg, "\nDETAIL:  %s", edata->detail);
-	if (edata->hint)
-		appendStringInfo(&msg, "\nHINT:  %s", edata->hint);
-	if (edata->context)
-		appendStringInfo(&msg, "\nCONTEXT:  %s", edata->context);
-	return make_failure(stage, shard, unpack_sql_state(edata->sqlerrcode), msg.data);
 }

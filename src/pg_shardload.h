@@ -10,6 +10,8 @@
 
 #include "utils/elog.h"
 
+#include "failure.h"
+
 /* Same (target, key) submitted again with other content. */
 #define ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT MAKE_SQLSTATE('S','L','0','0','1')
 /* A shard's ledger holds the slice with other content. */
@@ -49,21 +51,6 @@ typedef enum ShardloadFailureType
 	SHARDLOAD_CLASS_NON_RETRYABLE
 } ShardloadFailureType;
 
-/*
- * One failure of an attempt: where it happened and what the server (remote
- * or local) said.  Strings are palloc'd; message never holds a password.
- */
-typedef struct ShardloadFailure
-{
-	const char *stage;			/* ROUTE, CONNECT, COPY, COMMIT, VERIFY */
-	char	   *shard;			/* foreign server name, NULL if local */
-	char		sqlstate[6];
-	char	   *message;		/* primary message plus detail */
-	char	   *context;		/* the server's CONTEXT, if any */
-	char	   *schema;			/* of the table/constraint, if the server said */
-	char	   *constraint;
-	bool		unreachable;	/* the shard did not answer in time */
-} ShardloadFailure;
 
 /* capture.c */
 typedef struct ShardloadSubmitArgs
