@@ -186,3 +186,21 @@ SELECT shardload.submit('keyed', 'keyed-3', $$SELECT '2026-03-04 00:00+00'::time
 RESET ALL;
 CALL shardload.run(:b);
 SELECT state FROM shardload.batches WHERE batch_id = :b;
+
+-- ==== settings of the session that runs a batch do not bend its retry schedule ====
+INSERT INTO shardload.retry_policy (policy_name, base_delay, max_delay, jitter_ratio)
+	VALUES ('quarter', '0.25 s', '10 s', 0);
+CREATE SERVER val_closed FOREIGN DATA WRAPPER postgres_fdw
+	OPTIONS (host '127.0.0.1', port '1', dbname 'nowhere');
+CREATE USER MAPPING FOR CURRENT_USER SERVER val_closed;
+CREATE FOREIGN TABLE keyed_9 PARTITION OF keyed FOR VALUES IN ('2026-03-09 00:00:00+00') SERVER val_closed;
+SELECT shardload.submit('keyed', 'keyed-9', $$SELECT '2026-03-09 00:00+00'::timestamptz, 'z'$$,
+	policy => 'quarter') AS b \gset
+SET extra_float_digits = -15;
+SET client_min_messages = error;
+CALL shardload.run(:b);
+RESET client_min_messages;
+RESET extra_float_digits;
+SELECT failure_type, next_action,
+	   extract(epoch FROM next_attempt_at - finished_at)::numeric(6,3) AS delay_s
+FROM shardload.attempts WHERE batch_id = :b;

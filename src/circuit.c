@@ -37,17 +37,14 @@ ShardloadCircuitOpen(const char *server, TimestampTz *reopen_at)
 	values[0] = CStringGetTextDatum(server);
 	values[1] = Int32GetDatum(shardload_circuit_cooldown);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT (opened_at + make_interval(secs => $2))::text FROM shardload.shard_state"
+	ShardloadSpiExec("SELECT opened_at + make_interval(secs => $2) FROM shardload.shard_state"
 					 " WHERE server = $1 AND circuit = 'open'"
 					 " AND opened_at + make_interval(secs => $2) > now()",
 					 2, argtypes, values, NULL);
 	if (SPI_processed == 1)
 	{
 		open = true;
-		*reopen_at = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-															 CStringGetDatum(ShardloadSpiText(&session, 0, 1)),
-															 ObjectIdGetDatum(InvalidOid),
-															 Int32GetDatum(-1)));
+		*reopen_at = ShardloadSpiTimestampTz(0, 1, NULL);
 	}
 	ShardloadCatalogEnd(&session);
 	return open;
@@ -70,20 +67,16 @@ ShardloadCircuitDeferral(int64 batch_id, char **server)
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int32GetDatum(shardload_circuit_cooldown);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT min(c.opened_at + make_interval(secs => $2))::text, min(s.shard),"
+	ShardloadSpiExec("SELECT min(c.opened_at + make_interval(secs => $2)), min(s.shard),"
 					 " bool_and(c.server IS NOT NULL), count(*)"
 					 " FROM shardload.slice s"
 					 " LEFT JOIN shardload.shard_state c ON c.server = s.shard AND c.circuit = 'open'"
 					 "  AND c.opened_at + make_interval(secs => $2) > now()"
 					 " WHERE s.batch_id = $1 AND s.state IN ('pending', 'failed')",
 					 2, argtypes, values, NULL);
-	if (ShardloadSpiInt64(0, 4, NULL) > 0 &&
-		strcmp(ShardloadSpiText(&session, 0, 3), "t") == 0)
+	if (ShardloadSpiInt64(0, 4, NULL) > 0 && ShardloadSpiBool(0, 3, NULL))
 	{
-		reopen = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-														 CStringGetDatum(ShardloadSpiText(&session, 0, 1)),
-														 ObjectIdGetDatum(InvalidOid),
-														 Int32GetDatum(-1)));
+		reopen = ShardloadSpiTimestampTz(0, 1, NULL);
 		*server = ShardloadSpiText(&session, 0, 2);
 	}
 	ShardloadCatalogEnd(&session);

@@ -55,9 +55,9 @@ ShardloadPolicyFor(ShardloadCatalogSession *session, ShardloadBatch *batch)
 		nulls[0] = 'n';
 	values[1] = ObjectIdGetDatum(batch->target);
 	ShardloadSpiExec("SELECT p.policy_name, p.max_attempts,"
-					 " extract(epoch FROM p.base_delay)::float8::text,"
-					 " extract(epoch FROM p.max_delay)::float8::text,"
-					 " p.jitter_ratio::text, p.unknown_attempts"
+					 " extract(epoch FROM p.base_delay)::float8,"
+					 " extract(epoch FROM p.max_delay)::float8,"
+					 " p.jitter_ratio, p.unknown_attempts"
 					 " FROM shardload.retry_policy p"
 					 " WHERE p.policy_name = coalesce($1,"
 					 "  (SELECT t.policy_name FROM shardload.target_policy t"
@@ -85,9 +85,10 @@ ShardloadPolicyFor(ShardloadCatalogSession *session, ShardloadBatch *batch)
 	policy = MemoryContextAllocZero(session->outer, sizeof(ShardloadPolicy));
 	policy->name = ShardloadSpiText(session, 0, 1);
 	policy->max_attempts = (int) ShardloadSpiInt64(0, 2, NULL);
-	policy->base_delay = strtod(ShardloadSpiText(session, 0, 3), NULL);
-	policy->max_delay = strtod(ShardloadSpiText(session, 0, 4), NULL);
-	policy->jitter_ratio = strtod(ShardloadSpiText(session, 0, 5), NULL);
+	/* read as float8, not as text that extra_float_digits would round */
+	policy->base_delay = ShardloadSpiFloat8(0, 3, NULL);
+	policy->max_delay = ShardloadSpiFloat8(0, 4, NULL);
+	policy->jitter_ratio = ShardloadSpiFloat8(0, 5, NULL);
 	policy->unknown_attempts = (int) ShardloadSpiInt64(0, 6, NULL);
 	return policy;
 }

@@ -307,7 +307,7 @@ static bool
 submit_tick(Job *job, TimestampTz tick, TimestampTz prev)
 {
 	TickStep	step = {job, tick, prev};
-	ErrorData  *edata = ShardloadTryStep(submit_tick_step, &step);
+	ErrorData  *edata = ShardloadTryStep(submit_tick_step, &step, true);	/* job_timeout */
 	ShardloadCatalogSession session;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];

@@ -394,7 +394,7 @@ record_circuits(RunState *rs)
 static void
 load_batch(RunState *rs)
 {
-	ErrorData  *edata = ShardloadTryStep(load_slices_step, rs);
+	ErrorData  *edata = ShardloadTryStep(load_slices_step, rs, true);
 
 	if (edata == NULL)
 		return;
@@ -657,7 +657,7 @@ stream_foreign_slices(RunState *rs, List *servers, List *shard_list)
 	{
 		StreamShard *sh = lfirst(lc2);
 		ConnParamsStep step = {sh, lfirst_oid(lc), batch->owner};
-		ErrorData  *edata = ShardloadTryStep(conn_params_step, &step);
+		ErrorData  *edata = ShardloadTryStep(conn_params_step, &step, false);
 
 		if (edata == NULL)
 			shards[nshards++] = sh;
@@ -706,7 +706,7 @@ load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
 	ErrorData  *edata;
 
 	slice->local = true;
-	edata = ShardloadTryStep(local_slice_step, &step);
+	edata = ShardloadTryStep(local_slice_step, &step, false);
 	if (edata == NULL)
 		slice->committed = true;
 	else

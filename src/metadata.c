@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "metadata.h"
 #include "pg_shardload.h"
@@ -143,16 +144,71 @@ ShardloadSpiInt64(int row, int col, bool *isnull)
 		case INT2OID:
 			return DatumGetInt16(d);
 		case INT4OID:
+			return (int64) DatumGetInt32(d);
 		case OIDOID:
 		case REGCLASSOID:
 		case REGROLEOID:
-			return (int64) DatumGetInt32(d);
+			return (int64) DatumGetObjectId(d);	/* unsigned */
 		case INT8OID:
 			return DatumGetInt64(d);
 		default:
 			elog(ERROR, "unexpected type %u in catalog result", type);
 	}
 	return 0;
+}
+
+/*
+ * ShardloadSpiBool
+ *	  Column col (1-based) of row of the last result as a boolean; false
+ *	  if NULL.
+ */
+bool
+ShardloadSpiBool(int row, int col, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+
+	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != BOOLOID)
+		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
+	if (isnull)
+		*isnull = null;
+	return null ? false : DatumGetBool(d);
+}
+
+/*
+ * ShardloadSpiFloat8
+ *	  Column col (1-based) of row of the last result as a float8; 0 if
+ *	  NULL.
+ */
+double
+ShardloadSpiFloat8(int row, int col, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+
+	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != FLOAT8OID)
+		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
+	if (isnull)
+		*isnull = null;
+	return null ? 0 : DatumGetFloat8(d);
+}
+
+/*
+ * ShardloadSpiTimestampTz
+ *	  Column col (1-based) of row of the last result as a timestamptz; 0
+ *	  if NULL.
+ */
+TimestampTz
+ShardloadSpiTimestampTz(int row, int col, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+
+	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != TIMESTAMPTZOID)
+		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
+	if (isnull)
+		*isnull = null;
+	return null ? 0 : DatumGetTimestampTz(d);
 }
 
 /*
@@ -173,7 +229,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 						   "SELECT batch_id, target::oid, target_name, batch_key, tenant,"
 						   " owner::oid, policy_name, on_error, reject_limit, content_hash,"
 						   " state, attempts, series_start, rows_total,"
-						   " (payload_purged_at IS NOT NULL)::text, rows_rejected, columns, lc_monetary"
+						   " payload_purged_at IS NOT NULL, rows_rejected, columns, lc_monetary"
 						   " FROM shardload.batch WHERE batch_id = $1");
 	if (lock)
 		appendStringInfoString(&sql, " FOR UPDATE");
@@ -197,7 +253,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 	batch->attempts = (int) ShardloadSpiInt64(0, 12, NULL);
 	batch->series_start = (int) ShardloadSpiInt64(0, 13, NULL);
 	batch->rows_total = ShardloadSpiInt64(0, 14, NULL);
-	batch->payload_purged = strcmp(ShardloadSpiText(session, 0, 15), "true") == 0;
+	batch->payload_purged = ShardloadSpiBool(0, 15, NULL);
 	batch->rows_rejected = ShardloadSpiInt64(0, 16, NULL);
 	batch->columns = ShardloadSpiText(session, 0, 17);
 	batch->lc_monetary = ShardloadSpiText(session, 0, 18);

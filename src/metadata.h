@@ -8,6 +8,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "executor/spi.h"
 
 /* A catalog session: SPI connected, running as the extension owner. */
@@ -49,6 +50,9 @@ extern uint64 ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes,
 							   Datum *values, const char *nulls);
 extern char *ShardloadSpiText(ShardloadCatalogSession *session, int row, int col);
 extern int64 ShardloadSpiInt64(int row, int col, bool *isnull);
+extern bool ShardloadSpiBool(int row, int col, bool *isnull);
+extern double ShardloadSpiFloat8(int row, int col, bool *isnull);
+extern TimestampTz ShardloadSpiTimestampTz(int row, int col, bool *isnull);
 
 extern ShardloadBatch *ShardloadBatchFetch(ShardloadCatalogSession *session,
 										   int64 batch_id, bool lock);

@@ -17,10 +17,13 @@
  * ShardloadTryStep
  *	  Run step(arg) in a subtransaction.  Returns NULL if it succeeded (the
  *	  subtransaction is committed), else its error, copied into the
- *	  caller's memory context (the subtransaction is rolled back).
+ *	  caller's memory context (the subtransaction is rolled back).  A
+ *	  cancel (57014) is caught only with catch_cancel; otherwise it is
+ *	  raised again once the subtransaction is gone, so that a step never
+ *	  swallows a user's cancel or a time limit meant for the whole.
  */
 ErrorData *
-ShardloadTryStep(ShardloadStep step, void *arg)
+ShardloadTryStep(ShardloadStep step, void *arg, bool catch_cancel)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -43,6 +46,8 @@ ShardloadTryStep(ShardloadStep step, void *arg)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !catch_cancel)
+			ReThrowError(edata);
 	}
 	PG_END_TRY();
 	return edata;

@@ -10,6 +10,6 @@
 
 typedef void (*ShardloadStep) (void *arg);
 
-extern ErrorData *ShardloadTryStep(ShardloadStep step, void *arg);
+extern ErrorData *ShardloadTryStep(ShardloadStep step, void *arg, bool catch_cancel);
 
 #endif							/* SHARDLOAD_SUBXACT_H */
