@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
 #include "mb/pg_wchar.h"
@@ -86,7 +88,8 @@ ShardloadConnParams(Oid serverid, Oid owner)
 	if (!has_option(options, "tcp_user_timeout"))
 	{
 		params->keywords[i] = "tcp_user_timeout";
-		params->values[i++] = psprintf("%d", shardload_progress_timeout);
+		/* a margin, so that the progress limit (which names itself) fires first */
+		params->values[i++] = psprintf("%d", Min(shardload_progress_timeout, INT_MAX - 10000) + 10000);
 	}
 	params->keywords[i] = "fallback_application_name";
 	params->values[i++] = "pg_shardload";

@@ -74,7 +74,14 @@ static bool exit_callback_registered = false;
 static void start_connect(StreamShard *sh);
 static const char *stream_stage(StreamShard **shards, int nshards);
 static void fail_timeout(StreamShard *sh);
-static void cancel_in_flight(StreamShard **shards, int nshards);
+typedef struct CancelTargets
+{
+	ShardConnParams **params;
+	int		   *pids;
+	int			n;
+} CancelTargets;
+
+static CancelTargets cancel_targets(StreamShard **shards, int nshards);
 static void cancel_at_exit(int code, Datum arg);
 static bool step(StreamBatch *batch, StreamShard *sh);
 static bool step_connecting(StreamBatch *batch, StreamShard *sh);
@@ -91,7 +98,7 @@ static void fail_slice(StreamShard *sh, ShardloadFailure *failure);
 static void fail_connection(StreamShard *sh, const char *stage, const char *sqlstate);
 static ShardloadFailure *failure_from_result(const PGresult *res, const char *stage,
 											 const char *shard);
-static void wait_for_shards(StreamShard **shards, int nshards);
+static void wait_for_shards(StreamShard **shards, int nshards, long timeout);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static const char *stage_of(int state);
@@ -166,19 +173,26 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 			}
 			if (!active)
 				break;
-			if (!progress)
-				wait_for_shards(shards, nshards);
+			/* with progress, only look at the sockets: no shard waits unread */
+			wait_for_shards(shards, nshards, progress ? 0 : -1);
 		}
 	}
 	PG_FINALLY();
 	{
-		/* ended early (an error, a cancel): stop what shards still run */
-		cancel_in_flight(shards, nshards);
+		/*
+		 * Ended early (an error, a cancel) or with shards that stopped
+		 * answering: close every connection first, so that nothing below can
+		 * leave one open, then ask the shards to cancel what their backends
+		 * still run.
+		 */
+		CancelTargets targets = cancel_targets(shards, nshards);
+
 		for (int i = 0; i < nshards; i++)
 			close_shard(shards[i]);
 		streaming.shards = NULL;
 		streaming.nshards = 0;
 		pgstat_progress_end_command();
+		ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
 	}
 	PG_END_TRY();
 }
@@ -233,6 +247,8 @@ fail_timeout(StreamShard *sh)
 										  sh->params->servername, shardload_progress_timeout, stage),
 								 "The limit is shardload.progress_timeout.", NULL);
 	f->unreachable = true;
+	/* alive but stuck (a lock wait)? its backend is asked to cancel at the end */
+	sh->stalled = sh->state != STREAM_CONNECTING;
 	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
@@ -241,28 +257,33 @@ fail_timeout(StreamShard *sh)
 }
 
 /*
- * cancel_in_flight
- *	  Ask every shard whose backend still runs a query of this attempt to
- *	  cancel it, all at once, within a few seconds.
+ * cancel_targets
+ *	  The shard backends that may still run a query of this attempt: those
+ *	  of connections in a query or transaction, and those of shards that
+ *	  stopped making progress (alive but stuck, say in a lock wait).
  */
-static void
-cancel_in_flight(StreamShard **shards, int nshards)
+static CancelTargets
+cancel_targets(StreamShard **shards, int nshards)
 {
-	ShardConnParams **params = palloc(sizeof(ShardConnParams *) * Max(nshards, 1));
-	int		   *pids = palloc(sizeof(int) * Max(nshards, 1));
-	int			n = 0;
+	CancelTargets targets;
 
+	targets.params = palloc(sizeof(ShardConnParams *) * Max(nshards, 1));
+	targets.pids = palloc(sizeof(int) * Max(nshards, 1));
+	targets.n = 0;
 	for (int i = 0; i < nshards; i++)
 	{
 		StreamShard *sh = shards[i];
 
-		if (sh->state == STREAM_DONE || sh->conn == NULL || sh->backend_pid == 0 ||
-			PQtransactionStatus(sh->conn) == PQTRANS_IDLE)
+		if (sh->backend_pid == 0)
 			continue;
-		params[n] = sh->params;
-		pids[n++] = sh->backend_pid;
+		if (!sh->stalled &&
+			(sh->state == STREAM_DONE || sh->conn == NULL ||
+			 PQtransactionStatus(sh->conn) == PQTRANS_IDLE))
+			continue;
+		targets.params[targets.n] = sh->params;
+		targets.pids[targets.n++] = sh->backend_pid;
 	}
-	ShardloadCancelRemote(params, pids, n, CANCEL_TIMEOUT_MS);
+	return targets;
 }
 
 /*
@@ -273,12 +294,15 @@ cancel_in_flight(StreamShard **shards, int nshards)
 static void
 cancel_at_exit(int code, Datum arg)
 {
+	CancelTargets targets;
+
 	if (streaming.shards == NULL)
 		return;
-	cancel_in_flight(streaming.shards, streaming.nshards);
+	targets = cancel_targets(streaming.shards, streaming.nshards);
 	for (int i = 0; i < streaming.nshards; i++)
 		close_shard(streaming.shards[i]);
 	streaming.shards = NULL;
+	ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
 }
 
 /*
@@ -943,18 +967,21 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
  *	  latch is set), then let interrupts in.
  */
 static void
-wait_for_shards(StreamShard **shards, int nshards)
+wait_for_shards(StreamShard **shards, int nshards, long timeout)
 {
 	WaitEventSet *set = ShardloadCreateWaitEventSet(nshards + 2);
 	WaitEvent  *events = palloc(sizeof(WaitEvent) * (nshards + 2));
 	TimestampTz now = GetCurrentTimestamp();
-	long		timeout = 1000;
 	int			n;
 
-	/* wake for the nearest time limit */
-	for (int i = 0; i < nshards; i++)
-		if (shards[i]->state != STREAM_DONE)
-			timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, shards[i]->deadline), 0) + 1);
+	/* -1: sleep at most a second, waking for the nearest time limit */
+	if (timeout < 0)
+	{
+		timeout = 1000;
+		for (int i = 0; i < nshards; i++)
+			if (shards[i]->state != STREAM_DONE)
+				timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, shards[i]->deadline), 0) + 1);
+	}
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);

@@ -64,6 +64,7 @@ typedef struct StreamShard
 	char	   *identity;		/* system identifier/database, once connected */
 	TimestampTz deadline;		/* connect or progress limit */
 	int			backend_pid;	/* of the shard backend, once connected */
+	bool		stalled;		/* failed by the progress limit */
 	bool		ledger_reasons; /* the ledger keeps reasons of refused rows */
 } StreamShard;
 

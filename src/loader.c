@@ -115,6 +115,7 @@ static bool in_runner = false;
 static TimeoutId attempt_timeout_id = 0;
 static volatile sig_atomic_t attempt_timed_out = false;
 static void attempt_timeout_handler(void);
+static void disarm_attempt_timeout(void);
 static RunState *begin_attempt(int64 batch_id);
 static void load_batch(RunState *rs);
 static void load_slices(RunState *rs);
@@ -151,24 +152,33 @@ ShardloadRunBatch(int64 batch_id, bool wait, bool runner)
 		return false;
 	PG_TRY();
 	{
-		/* an attempt in the background has a time limit of its own */
-		attempt_timed_out = false;
-		if (runner && shardload_attempt_timeout > 0)
-		{
-			if (attempt_timeout_id == 0)
-				attempt_timeout_id = RegisterTimeout(USER_TIMEOUT, attempt_timeout_handler);
-			enable_timeout_after(attempt_timeout_id, shardload_attempt_timeout);
-		}
 		run_locked(batch_id);
 	}
 	PG_FINALLY();
 	{
-		if (attempt_timeout_id != 0)
-			disable_timeout(attempt_timeout_id, false);
+		disarm_attempt_timeout();
 		LockRelease(&tag, ExclusiveLock, true);
 	}
 	PG_END_TRY();
 	return true;
+}
+
+/*
+ * disarm_attempt_timeout
+ *	  Stop the attempt's time limit; if it fired after the load was over,
+ *	  forget the cancel it asked for, so it hits nothing else.
+ */
+static void
+disarm_attempt_timeout(void)
+{
+	if (attempt_timeout_id == 0)
+		return;
+	disable_timeout(attempt_timeout_id, false);
+	if (attempt_timed_out)
+	{
+		QueryCancelPending = false;
+		attempt_timed_out = false;
+	}
 }
 
 /*
@@ -193,7 +203,16 @@ run_locked(int64 batch_id)
 	if (rs == NULL)
 		return;
 
+	/* an attempt in the background has a time limit of its own */
+	if (in_runner && shardload_attempt_timeout > 0)
+	{
+		if (attempt_timeout_id == 0)
+			attempt_timeout_id = RegisterTimeout(USER_TIMEOUT, attempt_timeout_handler);
+		attempt_timed_out = false;
+		enable_timeout_after(attempt_timeout_id, shardload_attempt_timeout);
+	}
 	load_batch(rs);
+	disarm_attempt_timeout();
 	commit_step();
 
 	record_outcome(rs);
@@ -411,10 +430,17 @@ load_batch(RunState *rs)
 	}
 	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		rs->cancel = edata;		/* recorded first, then the caller gets it */
-	/* local slices loaded in this attempt were rolled back with it */
 	for (int i = 0; i < rs->nslices; i++)
-		if (rs->slices[i].local && !rs->slices[i].was_committed)
-			rs->slices[i].committed = false;
+	{
+		RunSlice   *slice = &rs->slices[i];
+
+		/* local slices loaded in this attempt were rolled back with it */
+		if (slice->local && !slice->was_committed)
+			slice->committed = false;
+		/* slices a shard committed before the error stay committed */
+		if (slice->stream && slice->stream->committed)
+			slice->committed = true;
+	}
 }
 
 /*

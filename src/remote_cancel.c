@@ -27,6 +27,7 @@
 typedef struct CancelConn
 {
 	PGconn	   *conn;
+	bool		require_password;
 	bool		fd_reserved;
 	bool		connected;
 	bool		done;
@@ -34,6 +35,8 @@ typedef struct CancelConn
 	int			pid;
 } CancelConn;
 
+static void cancel_all(CancelConn *conns, ShardConnParams **params, int *pids, int n,
+					   TimestampTz deadline);
 static void step_cancel(CancelConn *c);
 static void finish_cancel(CancelConn *c);
 
@@ -61,11 +64,41 @@ ShardloadCancelRemote(ShardConnParams **params, int *pids, int n, int timeout_ms
 	conns = palloc0(sizeof(CancelConn) * n);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
+	PG_TRY();
+	{
+		cancel_all(conns, params, pids, n, deadline);
+	}
+	PG_CATCH();
+	{
+		/* nothing left open; the error has reset the interrupt holdoff */
+		for (int i = 0; i < n; i++)
+			finish_cancel(&conns[i]);
+		MemoryContextSwitchTo(old);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	for (int i = 0; i < n; i++)
+		finish_cancel(&conns[i]);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * cancel_all
+ *	  Start the cancel connections and drive them until all are done or the
+ *	  deadline passes.
+ */
+static void
+cancel_all(CancelConn *conns, ShardConnParams **params, int *pids, int n,
+		   TimestampTz deadline)
+{
 	for (int i = 0; i < n; i++)
 	{
 		CancelConn *c = &conns[i];
 
 		c->pid = pids[i];
+		c->require_password = params[i]->require_password;
 		c->done = true;
 		if (!AcquireExternalFD())
 			continue;
@@ -104,11 +137,6 @@ ShardloadCancelRemote(ShardConnParams **params, int *pids, int n, int timeout_ms
 				step_cancel((CancelConn *) events[i].user_data);
 		FreeWaitEventSet(set);
 	}
-	for (int i = 0; i < n; i++)
-		finish_cancel(&conns[i]);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	RESUME_INTERRUPTS();
 }
 
 /*
@@ -125,8 +153,29 @@ step_cancel(CancelConn *c)
 		{
 			case PGRES_POLLING_OK:
 				c->connected = true;
-				if (!PQsendQuery(c->conn, psprintf("SELECT pg_catalog.pg_cancel_backend(%d)", c->pid)))
+				/* postgres_fdw's password rule holds here too */
+				if ((c->require_password && !PQconnectionUsedPassword(c->conn)) ||
+					PQsetnonblocking(c->conn, 1) != 0)
+				{
 					finish_cancel(c);
+					return;
+				}
+
+				/*
+				 * Only a client backend of this same role: never another
+				 * session that happens to have the pid the shard reported.
+				 */
+				if (!PQsendQuery(c->conn,
+								 psprintf("SELECT pg_catalog.pg_cancel_backend(a.pid)"
+										  " FROM pg_catalog.pg_stat_activity a"
+										  " WHERE a.pid = %d AND a.backend_type = 'client backend'"
+										  " AND a.usesysid = (SELECT r.oid FROM pg_catalog.pg_roles r"
+										  "  WHERE r.rolname = current_user)", c->pid)))
+				{
+					finish_cancel(c);
+					return;
+				}
+				(void) PQflush(c->conn);
 				c->want = WL_SOCKET_READABLE;
 				return;
 			case PGRES_POLLING_READING:
