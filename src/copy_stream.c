@@ -48,7 +48,7 @@ typedef enum StreamState
 } StreamState;
 
 /* How long cancelling the shards' remote work may take at most. */
-#define CANCEL_TIMEOUT_MS	3000
+#define CANCEL_TIMEOUT_MS	2000
 
 /* The shards being streamed to, for the exit callback. */
 static struct
