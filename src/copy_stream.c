@@ -226,9 +226,10 @@ stream_stage(StreamShard **shards, int nshards)
  * fail_timeout
  *	  The shard did not connect within shardload.connect_timeout, or made
  *	  no progress for shardload.progress_timeout: its slices fail with a
- *	  TRANSIENT timeout that names the limit and the stage.  The shard is
- *	  not asked to cancel: it does not answer.  Its backend finds the
- *	  connection closed once it reads again.
+ *	  TRANSIENT timeout that names the limit and the stage.  A shard that
+ *	  stopped making progress may be alive but stuck (a lock wait): its
+ *	  backend is asked to cancel when the stream ends; one that never
+ *	  connected has no backend to ask.
  */
 static void
 fail_timeout(StreamShard *sh)
