@@ -68,6 +68,7 @@ static void restore_on_subabort(SubXactEvent event, SubTransactionId mySubid,
 #define VARIES_OID		2
 
 static bool type_text_varies(Oid type, int depth, int what);
+static bool is_oid_alias(Oid type);
 
 /*
  * ShardloadFixedFormsBegin
@@ -154,6 +155,21 @@ ShardloadOutputFixed(FmgrInfo *output, Oid type, Datum value)
 {
 	char	   *text;
 
+	if (is_oid_alias(type))
+		return psprintf("%u", DatumGetObjectId(value));
+	Assert(saved.active);
+	text = OutputFunctionCall(output, value);
+	return text;
+}
+
+/*
+ * is_oid_alias
+ *	  Whether type is one of the object identifier types (regclass and the
+ *	  like), whose text names objects through the search_path.
+ */
+static bool
+is_oid_alias(Oid type)
+{
 	switch (type)
 	{
 		case REGCLASSOID:
@@ -167,13 +183,10 @@ ShardloadOutputFixed(FmgrInfo *output, Oid type, Datum value)
 		case REGNAMESPACEOID:
 		case REGROLEOID:
 		case REGCOLLATIONOID:
-			return psprintf("%u", DatumGetObjectId(value));
+			return true;
 		default:
-			break;
+			return false;
 	}
-	Assert(saved.active);
-	text = OutputFunctionCall(output, value);
-	return text;
 }
 
 /*
@@ -273,21 +286,11 @@ type_text_varies(Oid type, int depth, int what)
 		case INTERVALOID:
 		case XMLOID:
 			return what == VARIES_ANY;
-		case REGCLASSOID:
-		case REGTYPEOID:
-		case REGPROCOID:
-		case REGPROCEDUREOID:
-		case REGOPEROID:
-		case REGOPERATOROID:
-		case REGCONFIGOID:
-		case REGDICTIONARYOID:
-		case REGNAMESPACEOID:
-		case REGROLEOID:
-		case REGCOLLATIONOID:
-			return what != VARIES_MONEY;
 		default:
 			break;
 	}
+	if (is_oid_alias(type))
+		return what != VARIES_MONEY;
 	if (type < FirstGenbkiObjectId && type != RECORDOID &&
 		!OidIsValid(get_element_type(type)) &&
 		get_typtype(type) != TYPTYPE_RANGE && get_typtype(type) != TYPTYPE_MULTIRANGE)
