@@ -20,6 +20,21 @@ ALTER TABLE shardload.attempt DROP CONSTRAINT attempt_stage_check;
 ALTER TABLE shardload.attempt ADD CONSTRAINT attempt_stage_check
 	CHECK (stage IN ('CAPTURE', 'ROUTE', 'CONNECT', 'LEDGER', 'COPY', 'COMMIT', 'VERIFY'));
 
+-- ==== failures, stored as the server reported them ====
+
+-- attempt.message keeps the whole text (primary message, then DETAIL, HINT
+-- and CONTEXT lines, as psql shows them); these hold the parts
+ALTER TABLE shardload.attempt ADD COLUMN primary_message text,
+	ADD COLUMN detail text, ADD COLUMN hint text, ADD COLUMN context text;
+
+CREATE OR REPLACE VIEW shardload.attempts WITH (security_barrier) AS
+	SELECT a.batch_id, a.attempt, a.stage, a.shard, a.started_at, a.finished_at,
+		   a.status, a.failure_type, a.reason, a.sqlstate, a.message,
+		   a.next_action, a.next_attempt_at,
+		   a.primary_message, a.detail, a.hint, a.context
+	FROM shardload.attempt a
+	JOIN shardload.batches b USING (batch_id);
+
 -- ==== jobs ====
 
 -- the search_path a job's query runs with: its owner's at schedule()

@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# Sets up everything and runs a demonstration load: installs PostgreSQL 15
-# and the build tools from Debian's packages, builds and installs
+# Sets up everything and runs a demonstration load: installs PostgreSQL
+# (version PG_MAJOR, default 15, Debian 12's) and the build tools from Debian's packages, builds and installs
 # pg_shardload, starts a coordinator and three shard servers on this machine
 # (unix sockets and 127.0.0.1 only, data in a throwaway folder), shards a
 # "sales" table by hand the classic way, loads a batch through pg_shardload,
 # then submits it again to show that nothing is loaded twice.
-# Run as root on Debian 12.
+# Run as root on Debian 12 (or on Debian 13 with PG_MAJOR=17).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 demo=${PG_SHARDLOAD_DEMO_DIR:-/tmp/pg_shardload_demo}
 base_port=${PG_SHARDLOAD_DEMO_PORT:-5701}
-bin=/usr/lib/postgresql/15/bin
+export PG_MAJOR=${PG_MAJOR:-15}
+bin=/usr/lib/postgresql/$PG_MAJOR/bin
 export PG_CONFIG=$bin/pg_config
 
 step() { printf '\n==== %s ====\n' "$*"; }
-as_pg() { runuser -u postgres -- "$@"; }
+# from /: the postgres user may not enter the folder this was started from
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 psql_on() { local port=$1; shift; as_pg "$bin/psql" -X -q -h "$demo" -p "$port" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 
-step "installing packages and building pg_shardload"
+step "installing PostgreSQL $PG_MAJOR and building pg_shardload"
 "$top/scripts/install-deps.sh"
 make -C "$top" -s >/dev/null
 make -C "$top" -s install >/dev/null
@@ -51,6 +53,7 @@ CONF
 done
 cat >"$demo/stop.sh" <<STOP
 #!/usr/bin/env bash
+cd /
 for d in $demo/coordinator $demo/shard1 $demo/shard2 $demo/shard3; do
 	runuser -u postgres -- $bin/pg_ctl -D "\$d" -m fast stop
 done

@@ -7,7 +7,8 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=${PG_SHARDLOAD_TEST_DIR:-/tmp/pg_shardload-test}
-export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_MAJOR=${PG_MAJOR:-15}
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 
 "$top/scripts/install-deps.sh" || exit 1
 make -C "$top" -s PG_CFLAGS="${PG_CFLAGS:-}" >/dev/null || { echo "FAIL: build"; exit 1; }
@@ -19,7 +20,23 @@ tar -C "$top" --exclude=.git --exclude=tmp_check --exclude=tmp_check_regress \
 	--exclude=results -cf - . | tar -C "$work" -xf -
 chown -R postgres:postgres "$work"
 
-as_postgres() { runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" "$@"; }
+# pg_shardload 0.1 in a copy of this PostgreSQL, for the upgrade test
+old_install=${PG_SHARDLOAD_OLD_DIR:-/tmp/pg_shardload-0.1}
+if old_why=$("$top/scripts/old-release.sh" "$old_install" 2>&1); then
+	SHARDLOAD_OLD_INSTALL=$(echo "$old_why" | tail -n 1)
+	old_why=
+	chown -R postgres:postgres "$old_install"
+else
+	SHARDLOAD_OLD_INSTALL=
+	old_why=$(echo "$old_why" | tail -n 1)
+	echo "upgrade test from 0.1 skipped: $old_why"
+fi
+
+as_postgres() {
+	# from /: the postgres user may not enter the folder this was started from
+	(cd / && runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" SHARDLOAD_OLD_INSTALL="$SHARDLOAD_OLD_INSTALL" \
+		SHARDLOAD_OLD_INSTALL_WHY="$old_why" "$@")
+}
 
 regress=PASS
 tap=PASS

@@ -1,7 +1,9 @@
 -- ==== failure classes, retry schedule, quarantine, dead letters ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 400, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 400, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_fail_coord;
+\c regress_fail_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_fail_a;
@@ -46,6 +48,8 @@ SELECT shardload.submit('metrics', 'neg-1', $$VALUES (1, 1, 5), (2, 1, -1)$$) AS
 CALL shardload.run(:n);
 SELECT state, last_failure_type, last_reason FROM shardload.batches WHERE batch_id = :n;
 SELECT sqlstate, next_action, next_attempt_at IS NULL AS no_retry, message FROM shardload.attempts WHERE batch_id = :n;
+-- the same failure in its parts, as the shard reported it
+SELECT primary_message, detail, hint, context FROM shardload.attempts WHERE batch_id = :n;
 SELECT count(*) AS loaded FROM metrics;
 
 -- ==== CONFIGURATION: a missing user mapping ====
@@ -54,7 +58,10 @@ CREATE TABLE metrics_nomap (id int, region int NOT NULL, v int) PARTITION BY LIS
 CREATE FOREIGN TABLE metrics_nomap_1 PARTITION OF metrics_nomap FOR VALUES IN (1)
 	SERVER fail_nomap OPTIONS (table_name 'metrics_1');
 SELECT shardload.submit('metrics_nomap', 'nomap-1', $$VALUES (3, 1, 1)$$) AS m \gset
+-- (the message is postgres_fdw's, worded differently from PostgreSQL 17 on)
+SET client_min_messages = error;
 CALL shardload.run(:m);
+RESET client_min_messages;
 SELECT stage, shard, sqlstate, failure_type, reason, next_action FROM shardload.attempts WHERE batch_id = :m;
 
 -- ==== CONFIGURATION: no such database ====
@@ -97,3 +104,5 @@ SELECT shardload.failure_record(:t) ->> 'status' AS no_longer_failing;
 DROP TABLE metrics, metrics_down, metrics_nomap;
 DROP SERVER fail_a, fail_closed, fail_nomap CASCADE;
 DELETE FROM shardload.retry_policy WHERE policy_name = 'regress_fixed';
+\c :regress_db
+DROP DATABASE regress_fail_coord;

@@ -1,6 +1,9 @@
 -- ==== whoever runs a batch, it runs as its owner, isolated; jobs stay their owner's ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
-SELECT setval('shardload.batch_batch_id_seq', 700, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_iso_coord;
+\c regress_iso_coord
+CREATE EXTENSION pg_shardload CASCADE;
 CREATE ROLE regress_iso_alice LOGIN;
 CREATE ROLE regress_iso_admin LOGIN IN ROLE shardload_admin;
 CREATE SCHEMA iso;
@@ -88,3 +91,5 @@ DROP FUNCTION iso.note();
 DROP SCHEMA iso;
 REASSIGN OWNED BY regress_iso_alice TO CURRENT_USER;
 DROP ROLE regress_iso_alice, regress_iso_admin;
+\c :regress_db
+DROP DATABASE regress_iso_coord;

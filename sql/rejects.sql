@@ -1,7 +1,9 @@
 -- ==== on_error => 'reject': bad rows kept with their reason, good rows loaded ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 500, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 500, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_rej_coord;
+\c regress_rej_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_rej_a;
@@ -88,3 +90,5 @@ SELECT shardload.submit_csv('readings', 'csv-stop-1', E'30,one,1,2026-11-30\n');
 
 DROP TABLE readings;
 DROP SERVER rej_a CASCADE;
+\c :regress_db
+DROP DATABASE regress_rej_coord;

@@ -1,7 +1,9 @@
 -- ==== a partly failed batch resumes with only its missing slices ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 200, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 200, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_res_coord;
+\c regress_res_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_res_a;
@@ -94,3 +96,5 @@ RESET shardload.payload_retention;
 
 DROP TABLE orders;
 DROP SERVER res_a, res_b CASCADE;
+\c :regress_db
+DROP DATABASE regress_res_coord;

@@ -1,7 +1,9 @@
 -- ==== rights: own credentials, own batches, private payloads ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 300, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 300, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_rights_coord;
+\c regress_rights_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_rights_a;
@@ -90,3 +92,5 @@ REVOKE CREATE ON DATABASE regress_rights_a FROM regress_etl;
 \c :coord
 DROP DATABASE regress_rights_a;
 DROP ROLE regress_etl, regress_other, regress_ops;
+\c :regress_db
+DROP DATABASE regress_rights_coord;

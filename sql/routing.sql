@@ -1,7 +1,9 @@
 -- ==== routing from the target's own bounds ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 100, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 100, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_route_coord;
+\c regress_route_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_route_a;
@@ -66,3 +68,5 @@ SELECT shardload.submit('nested', 'n-1', $$VALUES (1, 1)$$);
 
 DROP TABLE events, regions, nested;
 DROP SERVER route_a CASCADE;
+\c :regress_db
+DROP DATABASE regress_route_coord;

@@ -1,10 +1,9 @@
 -- ==== run_due(): what the background scheduler does, callable from any cron ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 600, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 600, false);
--- batches left waiting by other files must not count here
-SELECT count(shardload.cancel(batch_id)) >= 0 AS others_cancelled
-FROM shardload.batches WHERE state IN ('pending', 'retry_wait');
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_due_coord;
+\c regress_due_coord
+CREATE EXTENSION pg_shardload CASCADE;
 CREATE TABLE jobs (id int, region int NOT NULL) PARTITION BY LIST (region);
 CREATE TABLE jobs_1 PARTITION OF jobs FOR VALUES IN (1);
 CREATE TABLE jobs_2 PARTITION OF jobs FOR VALUES IN (2);
@@ -32,3 +31,5 @@ SELECT shardload.run_due(-1);
 DROP TABLE jobs;
 REVOKE ALL ON SCHEMA public FROM regress_due;
 DROP ROLE regress_due;
+\c :regress_db
+DROP DATABASE regress_due_coord;

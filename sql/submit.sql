@@ -1,7 +1,9 @@
 -- ==== submitting batches: capture, idempotency, key reuse ====
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
--- batch ids of this file start at 1, whatever ran before
-SELECT setval('shardload.batch_batch_id_seq', 1, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_sub_coord;
+\c regress_sub_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_sub_a;
@@ -127,3 +129,5 @@ SELECT count(*) AS batches_with_key_k FROM shardload.batches WHERE batch_key = '
 -- ==== clean up ====
 DROP TABLE items, csv_target, staging_items, plain_table, ranged, by_expr;
 DROP SERVER sub_a, sub_b CASCADE;
+\c :regress_db
+DROP DATABASE regress_sub_coord;

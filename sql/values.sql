@@ -1,8 +1,11 @@
 -- ==== values arrive as INSERT ... SELECT / COPY in the submitting session would store them ====
 -- whatever the session's DateStyle, IntervalStyle, TimeZone, extra_float_digits,
 -- bytea_output and search_path, and whatever the shard's own defaults
-CREATE EXTENSION IF NOT EXISTS pg_shardload CASCADE;
-SELECT setval('shardload.batch_batch_id_seq', 800, false);
+-- a coordinator database of this file's own: its own catalog, batch ids from 1
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE regress_val_coord;
+\c regress_val_coord
+CREATE EXTENSION pg_shardload CASCADE;
 \i test/loopback.sql
 SELECT current_database() AS coord \gset
 CREATE DATABASE regress_val_a;
@@ -204,3 +207,5 @@ RESET extra_float_digits;
 SELECT failure_type, next_action,
 	   extract(epoch FROM next_attempt_at - finished_at)::numeric(6,3) AS delay_s
 FROM shardload.attempts WHERE batch_id = :b;
+\c :regress_db
+DROP DATABASE regress_val_coord;

@@ -141,19 +141,19 @@ set_batch_state(int64 batch_id, bool replay)
 	ShardloadCheckBatchAccess(batch);
 
 	if (replay)
-		allowed = strcmp(batch->state, "failed") == 0 ||
-			strcmp(batch->state, "quarantined") == 0 ||
-			strcmp(batch->state, "dead") == 0 ||
-			strcmp(batch->state, "cancelled") == 0;
+		allowed = batch->state == SHARDLOAD_BATCH_FAILED ||
+			batch->state == SHARDLOAD_BATCH_QUARANTINED ||
+			batch->state == SHARDLOAD_BATCH_DEAD ||
+			batch->state == SHARDLOAD_BATCH_CANCELLED;
 	else
-		allowed = strcmp(batch->state, "succeeded") != 0 &&
-			strcmp(batch->state, "running") != 0 &&
-			strcmp(batch->state, "cancelled") != 0;
+		allowed = batch->state != SHARDLOAD_BATCH_SUCCEEDED &&
+			batch->state != SHARDLOAD_BATCH_RUNNING &&
+			batch->state != SHARDLOAD_BATCH_CANCELLED;
 	if (!allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s batch %lld because it is %s",
-						replay ? "replay" : "cancel", (long long) batch_id, batch->state),
+						replay ? "replay" : "cancel", (long long) batch_id, ShardloadBatchStateName(batch->state)),
 				 replay ?
 				 errdetail("Only failed, quarantined, dead and cancelled batches can be replayed.") :
 				 errdetail("Succeeded, running and cancelled batches cannot be cancelled.")));

@@ -19,6 +19,7 @@
 #include "utils/memutils.h"
 
 #include "capture.h"
+#include "compat.h"
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "route_check.h"
@@ -241,33 +242,28 @@ flush_slice(Capture *cap, int slice_no)
 {
 	CaptureSlice *slice = &cap->slices[slice_no];
 	ShardloadCatalogSession session;
-	Oid			argtypes[5] = {INT8OID, INT4OID, INT4OID, BYTEAOID, BYTEAOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', 'n'};
+	ShardloadArgs args = {0};
 	bytea	   *data;
+	bytea	   *lines;
 
 	if (slice->buf.len == 0)
 		return;
 	data = palloc(VARHDRSZ + slice->buf.len);
 	SET_VARSIZE(data, VARHDRSZ + slice->buf.len);
 	memcpy(VARDATA(data), slice->buf.data, slice->buf.len);
-	values[0] = Int64GetDatum(cap->batch_id);
-	values[1] = Int32GetDatum(slice_no);
-	values[2] = Int32GetDatum(slice->next_chunk);
-	values[3] = PointerGetDatum(data);
-	{
-		bytea	   *lines = palloc(VARHDRSZ + slice->lines.len);
-
-		SET_VARSIZE(lines, VARHDRSZ + slice->lines.len);
-		memcpy(VARDATA(lines), slice->lines.data, slice->lines.len);
-		values[4] = PointerGetDatum(lines);
-		nulls[4] = ' ';
-		resetStringInfo(&slice->lines);
-	}
+	lines = palloc(VARHDRSZ + slice->lines.len);
+	SET_VARSIZE(lines, VARHDRSZ + slice->lines.len);
+	memcpy(VARDATA(lines), slice->lines.data, slice->lines.len);
+	resetStringInfo(&slice->lines);
+	ShardloadArgInt8(&args, cap->batch_id);
+	ShardloadArgInt4(&args, slice_no);
+	ShardloadArgInt4(&args, slice->next_chunk);
+	ShardloadArgBytea(&args, data);
+	ShardloadArgBytea(&args, lines);
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data, line_numbers)"
-					 " VALUES ($1, $2, $3, $4, $5)", 5, argtypes, values, nulls);
+	ShardloadSpiRun("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data, line_numbers)"
+					" VALUES ($1, $2, $3, $4, $5)", &args);
 	ShardloadCatalogEnd(&session);
 
 	pfree(data);
@@ -307,50 +303,36 @@ void
 ShardloadCaptureRecordSlices(Capture *cap)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[10] = {INT8OID, INT4OID, OIDOID, TEXTOID, TEXTOID,
-	INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
 
 	ShardloadCatalogBegin(&session);
 	for (int i = 0; i < cap->nslices; i++)
 	{
 		CaptureSlice *slice = &cap->slices[i];
-		Datum		values[10];
-		char		nulls[10] = "          ";
+		ShardloadArgs args = {0};
+		Oid			part = i == 0 ? InvalidOid : cap->router->part_oids[i - 1];
+		bool		unroutable = i == 0;	/* slice 0: rows no partition takes */
 
 		if (slice->rows == 0)
 			continue;
-		values[0] = Int64GetDatum(cap->batch_id);
-		values[1] = Int32GetDatum(i);
-		values[5] = Int64GetDatum(slice->rows);
-		values[6] = Int64GetDatum(slice->bytes);
-		if (i == 0)
-		{
-			nulls[2] = nulls[3] = nulls[4] = nulls[9] = 'n';
-			values[7] = Int64GetDatum(slice->first_line);
-			values[8] = CStringGetTextDatum(slice->first_detail);
-		}
-		else
-		{
-			Oid			part = cap->router->part_oids[i - 1];
-
-			values[2] = ObjectIdGetDatum(part);
-			values[3] = CStringGetTextDatum(quote_qualified_identifier(
-																	   get_namespace_name(get_rel_namespace(part)),
-																	   get_rel_name(part)));
-			if (get_rel_relkind(part) == RELKIND_FOREIGN_TABLE)
-				values[4] = CStringGetTextDatum(
-												GetForeignServer(GetForeignTable(part)->serverid)->servername);
-			else
-				nulls[4] = 'n';
-			nulls[7] = nulls[8] = 'n';
-			values[9] = CStringGetTextDatum(ShardloadSliceSignature(part, cap->router));
-		}
-		ShardloadSpiExec("INSERT INTO shardload.slice (batch_id, slice_no, partition,"
-						 " partition_name, shard, rows, bytes, first_row_line,"
-						 " first_row_detail, route_signature, state)"
-						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-						 " CASE WHEN $2 = 0 THEN 'unroutable' ELSE 'pending' END)",
-						 10, argtypes, values, nulls);
+		ShardloadArgInt8(&args, cap->batch_id);
+		ShardloadArgInt4(&args, i);
+		ShardloadArg(&args, OIDOID, ObjectIdGetDatum(part), unroutable);
+		ShardloadArgText(&args, unroutable ? NULL :
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+													get_rel_name(part)));
+		ShardloadArgText(&args, !unroutable && get_rel_relkind(part) == RELKIND_FOREIGN_TABLE ?
+						 GetForeignServer(GetForeignTable(part)->serverid)->servername : NULL);
+		ShardloadArgInt8(&args, slice->rows);
+		ShardloadArgInt8(&args, slice->bytes);
+		ShardloadArg(&args, INT8OID, Int64GetDatum(slice->first_line), !unroutable);
+		ShardloadArgText(&args, unroutable ? slice->first_detail : NULL);
+		ShardloadArgText(&args, unroutable ? NULL : ShardloadSliceSignature(part, cap->router));
+		ShardloadSpiRun("INSERT INTO shardload.slice (batch_id, slice_no, partition,"
+						" partition_name, shard, rows, bytes, first_row_line,"
+						" first_row_detail, route_signature, state)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+						" CASE WHEN $2 = 0 THEN 'unroutable' ELSE 'pending' END)",
+						&args);
 	}
 	ShardloadCatalogEnd(&session);
 }

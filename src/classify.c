@@ -105,13 +105,13 @@ ShardloadDecide(ShardloadPolicy *policy, int series_attempt, ShardloadDecision *
 	switch (decision->failure_type)
 	{
 		case SHARDLOAD_CLASS_NON_RETRYABLE:
-			decision->state = "failed";
+			decision->state = SHARDLOAD_BATCH_FAILED;
 			decision->next_action = "STOP";
 			return;
 		case SHARDLOAD_CLASS_UNKNOWN:
 			if (series_attempt >= policy->unknown_attempts)
 			{
-				decision->state = "quarantined";
+				decision->state = SHARDLOAD_BATCH_QUARANTINED;
 				decision->next_action = "QUARANTINE";
 				return;
 			}
@@ -121,11 +121,11 @@ ShardloadDecide(ShardloadPolicy *policy, int series_attempt, ShardloadDecision *
 	}
 	if (series_attempt >= policy->max_attempts)
 	{
-		decision->state = "dead";
+		decision->state = SHARDLOAD_BATCH_DEAD;
 		decision->next_action = "DLQ";
 		return;
 	}
-	decision->state = "retry_wait";
+	decision->state = SHARDLOAD_BATCH_RETRY_WAIT;
 	decision->next_action = "RETRY";
 	decision->delay = ShardloadBackoffSeconds(policy, series_attempt);
 }

@@ -28,7 +28,7 @@ typedef struct ShardloadDecision
 	ShardloadFailureType failure_type;
 	char	   *failure_type_name;
 	char	   *reason;
-	const char *state;			/* next batch state */
+	ShardloadBatchState state;	/* next batch state */
 	const char *next_action;
 	double		delay;			/* seconds until the next attempt, if RETRY */
 } ShardloadDecision;

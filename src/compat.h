@@ -11,6 +11,12 @@
 
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+
+/* The varlena macros (VARDATA, VARSIZE, ...) moved to varatt.h in 16. */
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 /* CreateWaitEventSet takes a resource owner from PostgreSQL 17 on. */
 #if PG_VERSION_NUM >= 170000
@@ -19,6 +25,15 @@
 #else
 #define ShardloadCreateWaitEventSet(nevents) \
 	CreateWaitEventSet(CurrentMemoryContext, (nevents))
+#endif
+
+/* A backend's index in ProcGlobal->allProcs: MyProcNumber from 17 on. */
+#if PG_VERSION_NUM >= 170000
+#include "storage/procnumber.h"
+#define ShardloadMyProcNumber() ((int) MyProcNumber)
+#else
+#include "storage/proc.h"
+#define ShardloadMyProcNumber() (MyProc->pgprocno)
 #endif
 
 #endif							/* SHARDLOAD_COMPAT_H */

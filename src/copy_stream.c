@@ -30,8 +30,8 @@
 #include "copy_stream.h"
 #include "ledger.h"
 #include "payload.h"
-#include "reject.h"
 #include "remote_cancel.h"
+#include "stream_skip.h"
 
 typedef enum StreamState
 {
@@ -72,7 +72,7 @@ static bool exit_callback_registered = false;
 #define PROGRESS_SLICES		10
 
 static void start_connect(StreamShard *sh);
-static const char *stream_stage(StreamShard **shards, int nshards);
+static ShardloadStage stream_stage(StreamShard **shards, int nshards);
 static void fail_timeout(StreamShard *sh);
 typedef struct CancelTargets
 {
@@ -92,22 +92,26 @@ static void fail_ledger(StreamShard *sh, const char *sqlstate, const char *messa
 static bool step_copying(StreamBatch *batch, StreamShard *sh);
 static bool collect_results(StreamShard *sh);
 static void dispatch(StreamBatch *batch, StreamShard *sh);
+static void slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
+						  PGresult *res, ShardloadFailure *error);
+static void start_copying(StreamShard *sh, StreamSlice *slice);
+static void copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
+						ShardloadFailure *error);
+static void commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
+						ShardloadFailure *error);
 static void send_query(StreamShard *sh, const char *sql, StreamState next);
 static void start_next_slice(StreamBatch *batch, StreamShard *sh);
 static void fail_slice(StreamShard *sh, ShardloadFailure *failure);
-static void fail_connection(StreamShard *sh, const char *stage, const char *sqlstate);
-static ShardloadFailure *failure_from_result(const PGresult *res, const char *stage,
+static void fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate);
+static ShardloadFailure *failure_from_result(const PGresult *res, ShardloadStage stage,
 											 const char *shard);
 static void wait_for_shards(StreamShard **shards, int nshards, long timeout);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
-static const char *stage_of(int state);
+static ShardloadStage stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
 							   const char *skipped, const char *reasons);
-static int64 failing_slice_line(StreamSlice *slice, ShardloadFailure *error);
-static void name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error);
-static bytea *skip_lines(StreamSlice *slice, bytea *chunk);
 static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
 							int len);
 
@@ -202,24 +206,15 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
  *	  The stage of the least advanced shard still at work: where an error
  *	  raised now (a cancel, a time limit) is recorded.
  */
-static const char *
+static ShardloadStage
 stream_stage(StreamShard **shards, int nshards)
 {
-	static const char *const order[] = {"CONNECT", "LEDGER", "VERIFY", "COPY", "COMMIT"};
-	int			least = lengthof(order);
+	ShardloadStage least = SHARDLOAD_STAGE_COMMIT;
 
 	for (int i = 0; i < nshards; i++)
-	{
-		const char *stage;
-
-		if (shards[i]->state == STREAM_DONE)
-			continue;
-		stage = stage_of(shards[i]->state);
-		for (int j = 0; j < least; j++)
-			if (strcmp(order[j], stage) == 0)
-				least = j;
-	}
-	return least < lengthof(order) ? order[least] : "COMMIT";
+		if (shards[i]->state != STREAM_DONE)
+			least = Min(least, stage_of(shards[i]->state));
+	return least;
 }
 
 /*
@@ -234,7 +229,7 @@ stream_stage(StreamShard **shards, int nshards)
 static void
 fail_timeout(StreamShard *sh)
 {
-	const char *stage = stage_of(sh->state);
+	ShardloadStage stage = stage_of(sh->state);
 	ShardloadFailure *f;
 
 	if (sh->state == STREAM_CONNECTING)
@@ -245,7 +240,7 @@ fail_timeout(StreamShard *sh)
 	else
 		f = ShardloadFailureMake(stage, sh->params->servername, "57014",
 								 psprintf("server \"%s\" made no progress for %d ms at stage %s",
-										  sh->params->servername, shardload_progress_timeout, stage),
+										  sh->params->servername, shardload_progress_timeout, ShardloadStageName(stage)),
 								 "The limit is shardload.progress_timeout.", NULL);
 	f->unreachable = true;
 	/* alive but stuck (a lock wait)? its backend is asked to cancel at the end */
@@ -344,7 +339,7 @@ start_connect(StreamShard *sh)
 	}
 	if (!AcquireExternalFD())
 	{
-		ShardloadFailure *f = ShardloadFailureMake("CONNECT", sh->params->servername, "53000",
+		ShardloadFailure *f = ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, sh->params->servername, "53000",
 												   psprintf("could not connect to server \"%s\": out of file descriptors",
 															sh->params->servername),
 												   NULL, NULL);
@@ -362,7 +357,7 @@ start_connect(StreamShard *sh)
 				 errmsg("out of memory")));
 	if (PQstatus(sh->conn) == CONNECTION_BAD)
 	{
-		fail_connection(sh, "CONNECT", NULL);
+		fail_connection(sh, SHARDLOAD_STAGE_CONNECT, NULL);
 		return;
 	}
 	sh->want = WL_SOCKET_WRITEABLE;
@@ -429,13 +424,13 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 			sh->backend_pid = PQbackendPID(sh->conn);
 			if (PQsetnonblocking(sh->conn, 1) != 0)
 			{
-				fail_connection(sh, "CONNECT", "08006");
+				fail_connection(sh, SHARDLOAD_STAGE_CONNECT, "08006");
 				return true;
 			}
 			if (sh->params->require_password && !PQconnectionUsedPassword(sh->conn))
 			{
 				ShardloadFailure *f =
-					ShardloadFailureMake("CONNECT", sh->params->servername, "2F003",
+					ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, sh->params->servername, "2F003",
 										 "password is required",
 										 "Non-superuser cannot connect if the server does not request a password.",
 										 "Target server's authentication method must be changed or password_required=false set in the user mapping attributes.");
@@ -454,7 +449,7 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 			sh->want = WL_SOCKET_WRITEABLE;
 			return true;
 		default:
-			fail_connection(sh, "CONNECT", NULL);
+			fail_connection(sh, SHARDLOAD_STAGE_CONNECT, NULL);
 			return true;
 	}
 }
@@ -475,7 +470,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		/* the shard only talks during COPY to say it is going away */
 		if (!PQconsumeInput(sh->conn))
 		{
-			fail_connection(sh, "COPY", "08006");
+			fail_connection(sh, SHARDLOAD_STAGE_COPY, "08006");
 			return true;
 		}
 	}
@@ -491,7 +486,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			rc = PQflush(sh->conn);
 			if (rc < 0)
 			{
-				fail_connection(sh, "COPY", "08006");
+				fail_connection(sh, SHARDLOAD_STAGE_COPY, "08006");
 				return true;
 			}
 			if (rc == 1)
@@ -506,13 +501,13 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			sh->chunk = ShardloadPayloadChunk(batch->batch_id, slice->slice_no, sh->chunk_no++);
 			sh->offset = 0;
 			if (sh->chunk && slice->nskip > 0)
-				sh->chunk = skip_lines(slice, sh->chunk);
+				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
 			if (sh->chunk == NULL)
 			{
 				rc = PQputCopyEnd(sh->conn, NULL);
 				if (rc < 0)
 				{
-					fail_connection(sh, "COPY", "08006");
+					fail_connection(sh, SHARDLOAD_STAGE_COPY, "08006");
 					return true;
 				}
 				if (rc == 0)
@@ -530,7 +525,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		rc = PQputCopyData(sh->conn, VARDATA_ANY(sh->chunk) + sh->offset, len);
 		if (rc < 0)
 		{
-			fail_connection(sh, "COPY", "08006");
+			fail_connection(sh, SHARDLOAD_STAGE_COPY, "08006");
 			return true;
 		}
 		if (rc == 0)
@@ -544,7 +539,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		rc = PQflush(sh->conn);
 		if (rc < 0)
 		{
-			fail_connection(sh, "COPY", "08006");
+			fail_connection(sh, SHARDLOAD_STAGE_COPY, "08006");
 			return true;
 		}
 		sh->flush_pending = rc == 1;
@@ -595,7 +590,8 @@ collect_results(StreamShard *sh)
 
 /*
  * dispatch
- *	  The query in flight is complete: act on its outcome.
+ *	  The query in flight is complete: act on its outcome, by the state
+ *	  the shard was in.
  */
 static void
 dispatch(StreamBatch *batch, StreamShard *sh)
@@ -603,7 +599,6 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 	ShardloadFailure *error = sh->error;
 	PGresult   *res = sh->result;
 	StreamSlice *slice = sh->current < sh->nslices ? sh->slices[sh->current] : NULL;
-	LedgerSliceKey key = slice_key(batch, sh);
 
 	sh->error = NULL;
 	sh->result = NULL;
@@ -629,78 +624,36 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			break;
 
 		case STREAM_SLICE_CHECK:
-			if (error)
-				fail_slice(sh, error);
-			else if (res && PQntuples(res) == 1)
-			{
-				if (!ledger_row_matches(batch, sh, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
-										PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2)))
-					break;
-				slice->committed = slice->found_in_ledger = true;
-				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
-			}
-			else
-				send_query(sh, slice->copy_sql, STREAM_COPY_START);
+			slice_checked(batch, sh, slice, res, error);
 			break;
 
 		case STREAM_COPY_START:
 			if (error)
-			{
-				if (!try_reject(batch, sh, error))
-				{
-					name_input_line(batch, slice, error);
-					fail_slice(sh, error);
-				}
-				break;
-			}
-			if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
-			{
-				fail_connection(sh, "COPY", "08P01");
-				break;
-			}
-			sh->state = STREAM_COPYING;
-			slice->line_base = 0;
-			slice->rows_sent = 0;
-			sh->chunk_no = 0;
-			sh->offset = 0;
-			sh->chunk = NULL;
-			sh->ready = 0;
+				copy_failed(batch, sh, slice, error);
+			else if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
+				fail_connection(sh, SHARDLOAD_STAGE_COPY, "08P01");
+			else
+				start_copying(sh, slice);
 			break;
 
 		case STREAM_COPY_END:
 			if (error)
-			{
-				if (!try_reject(batch, sh, error))
-				{
-					name_input_line(batch, slice, error);
-					fail_slice(sh, error);
-				}
-			}
+				copy_failed(batch, sh, slice, error);
 			else
+			{
+				LedgerSliceKey key = slice_key(batch, sh);
+
 				send_query(sh, ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
 																 slice->rows - slice->nskip,
 																 slice->skip,
 																 sh->ledger_reasons ? slice->skip_reasons : NULL,
 																 slice->nskip),
 						   STREAM_COMMIT);
+			}
 			break;
 
 		case STREAM_COMMIT:
-			if (error && strcmp(error->sqlstate, "23505") == 0 &&
-				error->constraint && strcmp(error->constraint, SHARDLOAD_LEDGER_TABLE "_pkey") == 0 &&
-				error->schema && strcmp(error->schema, SHARDLOAD_LEDGER_SCHEMA) == 0)
-			{
-				/* another run of this batch committed the slice first */
-				slice->committed = slice->found_in_ledger = true;
-				send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
-			}
-			else if (error)
-				fail_slice(sh, error);
-			else
-			{
-				slice->committed = true;
-				start_next_slice(batch, sh);
-			}
+			commit_done(batch, sh, slice, error);
 			break;
 
 		case STREAM_ROLLBACK:
@@ -720,6 +673,83 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 }
 
 /*
+ * slice_checked
+ *	  The slice's ledger lookup (in a new remote transaction) is back:
+ *	  found, it was loaded before; else COPY it.
+ */
+static void
+slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *res,
+			  ShardloadFailure *error)
+{
+	if (error)
+		fail_slice(sh, error);
+	else if (res && PQntuples(res) == 1)
+	{
+		if (!ledger_row_matches(batch, sh, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+								PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2)))
+			return;
+		slice->committed = slice->found_in_ledger = true;
+		send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+	}
+	else
+		send_query(sh, slice->copy_sql, STREAM_COPY_START);
+}
+
+/*
+ * start_copying
+ *	  The shard is in COPY IN: send the slice's chunks from the first.
+ */
+static void
+start_copying(StreamShard *sh, StreamSlice *slice)
+{
+	sh->state = STREAM_COPYING;
+	slice->line_base = 0;
+	slice->rows_sent = 0;
+	sh->chunk_no = 0;
+	sh->offset = 0;
+	sh->chunk = NULL;
+	sh->ready = 0;
+}
+
+/*
+ * copy_failed
+ *	  The shard refused the COPY: set the row aside (on_error reject) and
+ *	  send the slice again, or fail the slice naming the input line.
+ */
+static void
+copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFailure *error)
+{
+	if (try_reject(batch, sh, error))
+		return;
+	ShardloadStreamNameInputLine(batch, slice, error);
+	fail_slice(sh, error);
+}
+
+/*
+ * commit_done
+ *	  The slice's ledger row and COMMIT are back.  A duplicate ledger key
+ *	  means another run of this batch committed the slice first.
+ */
+static void
+commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFailure *error)
+{
+	if (error && strcmp(error->sqlstate, "23505") == 0 &&
+		error->constraint && strcmp(error->constraint, SHARDLOAD_LEDGER_TABLE "_pkey") == 0 &&
+		error->schema && strcmp(error->schema, SHARDLOAD_LEDGER_SCHEMA) == 0)
+	{
+		slice->committed = slice->found_in_ledger = true;
+		send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+	}
+	else if (error)
+		fail_slice(sh, error);
+	else
+	{
+		slice->committed = true;
+		start_next_slice(batch, sh);
+	}
+}
+
+/*
  * ledger_probed
  *	  The probe answered: create the ledger if it is missing, refuse one
  *	  this role cannot use, and refuse slices whose earlier outcome is
@@ -732,7 +762,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 
 	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 6)
 	{
-		fail_connection(sh, "LEDGER", "08P01");
+		fail_connection(sh, SHARDLOAD_STAGE_LEDGER, "08P01");
 		return;
 	}
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -747,7 +777,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 		if (slice->expected_identity == NULL ||
 			strcmp(slice->expected_identity, sh->identity) == 0)
 			continue;
-		f = ShardloadFailureMake("VERIFY", sh->params->servername, SQLSTATE_SHARDLOAD_OTHER_SERVER,
+		f = ShardloadFailureMake(SHARDLOAD_STAGE_VERIFY, sh->params->servername, SQLSTATE_SHARDLOAD_OTHER_SERVER,
 								 psprintf("server \"%s\" now reaches another database than slice %d was sent to",
 										  sh->params->servername, slice->slice_no),
 								 psprintf("The slice was sent to %s and may have been loaded there; the server now reaches %s.",
@@ -827,7 +857,7 @@ static void
 fail_ledger(StreamShard *sh, const char *sqlstate, const char *message, const char *detail)
 {
 	ShardloadFailure *f =
-		ShardloadFailureMake("LEDGER", sh->params->servername, sqlstate, message, detail,
+		ShardloadFailureMake(SHARDLOAD_STAGE_LEDGER, sh->params->servername, sqlstate, message, detail,
 							 psprintf("Run SELECT shardload.prepare_shard(%s) on the coordinator as this role, "
 									  "or have the shard's administrator run the SQL of shardload.ledger_ddl() on the shard as the role of the user mapping "
 									  "(it needs CREATE on the shard's database the first time).",
@@ -916,7 +946,7 @@ fail_slice(StreamShard *sh, ShardloadFailure *failure)
  *	  the failure is to connect, classified from libpq's message.
  */
 static void
-fail_connection(StreamShard *sh, const char *stage, const char *sqlstate)
+fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate)
 {
 	char	   *libpq_message = pchomp(PQerrorMessage(sh->conn));
 	ShardloadFailure *f;
@@ -943,7 +973,7 @@ fail_connection(StreamShard *sh, const char *stage, const char *sqlstate)
  *	  A remote error as a failure: the remote SQLSTATE and its text.
  */
 static ShardloadFailure *
-failure_from_result(const PGresult *res, const char *stage, const char *shard)
+failure_from_result(const PGresult *res, ShardloadStage stage, const char *shard)
 {
 	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -966,6 +996,12 @@ failure_from_result(const PGresult *res, const char *stage, const char *shard)
  * wait_for_shards
  *	  Sleep until a shard's socket is ready (or a second has passed, or the
  *	  latch is set), then let interrupts in.
+ *
+ *	  The set is made anew for each wait, as WaitLatchOrSocket does (and so
+ *	  postgres_fdw): sockets come and go (libpq may switch sockets while it
+ *	  connects, finished shards drop out) and a set cannot lose a socket
+ *	  before PostgreSQL 17.  It costs a few system calls per wait, against
+ *	  a network round trip or a megabyte of COPY data.
  */
 static void
 wait_for_shards(StreamShard **shards, int nshards, long timeout)
@@ -1044,200 +1080,60 @@ slice_key(StreamBatch *batch, StreamShard *sh)
 	return key;
 }
 
-static const char *
+static ShardloadStage
 stage_of(int state)
 {
 	switch ((StreamState) state)
 	{
 		case STREAM_CONNECTING:
-			return "CONNECT";
+			return SHARDLOAD_STAGE_CONNECT;
 		case STREAM_PROBE:
 		case STREAM_CREATE_LEDGER:
-			return "LEDGER";
+			return SHARDLOAD_STAGE_LEDGER;
 		case STREAM_SLICE_CHECK:
-			return "VERIFY";
+			return SHARDLOAD_STAGE_VERIFY;
 		case STREAM_COMMIT:
 		case STREAM_ROLLBACK:
-			return "COMMIT";
+			return SHARDLOAD_STAGE_COMMIT;
 		default:
-			return "COPY";
+			return SHARDLOAD_STAGE_COPY;
 	}
-}
-
-/*
- * ShardloadStreamSliceSkip
- *	  Do not send line slice_line (1-based) of the slice any more; reason
- *	  ("SQLSTATE message", or NULL) is kept with it in the ledger.
- */
-void
-ShardloadStreamSliceSkip(StreamSlice *slice, int64 slice_line, const char *reason)
-{
-	int			i;
-
-	if (slice->nskip == slice->maxskip)
-	{
-		slice->maxskip = Max(16, slice->maxskip * 2);
-		slice->skip = slice->skip ? repalloc(slice->skip, sizeof(int64) * slice->maxskip)
-			: palloc(sizeof(int64) * slice->maxskip);
-		slice->skip_reasons = slice->skip_reasons ?
-			repalloc(slice->skip_reasons, sizeof(char *) * slice->maxskip)
-			: palloc(sizeof(char *) * slice->maxskip);
-	}
-	for (i = slice->nskip; i > 0 && slice->skip[i - 1] > slice_line; i--)
-	{
-		slice->skip[i] = slice->skip[i - 1];
-		slice->skip_reasons[i] = slice->skip_reasons[i - 1];
-	}
-	slice->skip[i] = slice_line;
-	slice->skip_reasons[i] = reason ? pstrdup(reason) : NULL;
-	slice->nskip++;
-}
-
-/*
- * skip_lines
- *	  The chunk without the slice's skipped lines (frees the original).
- */
-static bytea *
-skip_lines(StreamSlice *slice, bytea *chunk)
-{
-	const char *p = VARDATA_ANY(chunk);
-	const char *end = p + VARSIZE_ANY_EXHDR(chunk);
-	StringInfoData out;
-	bytea	   *result;
-	int			next = 0;
-
-	/* skip entries before this chunk */
-	while (next < slice->nskip && slice->skip[next] <= slice->line_base)
-		next++;
-	initStringInfo(&out);
-	while (p < end)
-	{
-		const char *nl = memchr(p, '\n', end - p);
-
-		nl = nl ? nl + 1 : end;
-		slice->line_base++;
-		if (next < slice->nskip && slice->skip[next] == slice->line_base)
-			next++;
-		else
-			appendBinaryStringInfo(&out, p, nl - p);
-		p = nl;
-	}
-	result = palloc(VARHDRSZ + out.len);
-	SET_VARSIZE(result, VARHDRSZ + out.len);
-	memcpy(VARDATA(result), out.data, out.len);
-	pfree(out.data);
-	pfree(chunk);
-	return result;
 }
 
 /*
  * try_reject
- *	  on_error reject: a data error the shard raised at one line of the
- *	  COPY sets that row aside in shardload.reject and the slice is sent
- *	  again without it, in a new remote transaction.  Each refused row costs
- *	  one resend of its slice, so shard-side rejects are for the few rows
- *	  only the shard can judge (its CHECK constraints, triggers, keys);
- *	  rows of the wrong type were set aside at capture.  False (fail the
- *	  slice) when the error is not about one row or the budget is spent.
+ *	  on_error reject: the shard refused one row of the COPY.  If
+ *	  stream_skip.c sets it aside, the slice is sent again without it, in a
+ *	  new remote transaction.  False: fail the slice.
  */
 static bool
 try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 {
-	StreamSlice *slice = sh->slices[sh->current];
-	int64		line;
-	int64		line_no;
-	char	   *raw_row;
-	char	   *primary;
-
-	if (!slice->reject_mode || error->context == NULL ||
-		(strncmp(error->sqlstate, "22", 2) != 0 && strncmp(error->sqlstate, "23", 2) != 0) ||
-		PQstatus(sh->conn) != CONNECTION_OK)
+	if (PQstatus(sh->conn) != CONNECTION_OK ||
+		!ShardloadStreamRejectRow(batch, sh->slices[sh->current], sh->params->servername, error))
 		return false;
-	if ((line = failing_slice_line(slice, error)) <= 0)
-		return false;
-	if (batch->reject_budget <= 0)
-	{
-		error->detail = psprintf("The last one, line %lld of the slice: %s%s%s", (long long) line,
-								 error->message, error->detail ? " " : "",
-								 error->detail ? error->detail : "");
-		strlcpy(error->sqlstate, "22000", sizeof(error->sqlstate));
-		error->message = pstrdup("more rows were rejected than the batch's reject_limit allows");
-		return false;
-	}
-	if (!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
-		return false;
-	primary = psprintf("%s (on server \"%s\")", error->message, sh->params->servername);
-	ShardloadRecordReject(batch->batch_id, line_no, error->sqlstate, primary,
-						  raw_row, slice->slice_no, line);
-	ShardloadStreamSliceSkip(slice, line, psprintf("%s %s", error->sqlstate, primary));
-	batch->reject_budget--;
 	sh->retry_slice = true;
 	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 	return true;
 }
 
 /*
- * failing_slice_line
- *	  The slice line (1-based, skipped lines counted) that a shard's COPY
- *	  error names in its context ("COPY t, line N..."), or 0.
- */
-static int64
-failing_slice_line(StreamSlice *slice, ShardloadFailure *error)
-{
-	const char *at;
-	int64		line;
-
-	if (error->context == NULL || (at = strstr(error->context, ", line ")) == NULL ||
-		(line = strtoll(at + 7, NULL, 10)) <= 0)
-		return 0;
-	/* the shard counts the lines it was sent; count the skipped ones too */
-	for (int i = 0; i < slice->nskip; i++)
-		if (slice->skip[i] <= line)
-			line++;
-	return line;
-}
-
-/*
- * name_input_line
- *	  The shard names the failing row by its line in the slice; add the
- *	  line of the batch's input it came from.
- */
-static void
-name_input_line(StreamBatch *batch, StreamSlice *slice, ShardloadFailure *error)
-{
-	int64		line = failing_slice_line(slice, error);
-	int64		input_line;
-	char	   *raw_row;
-
-	if (line <= 0 ||
-		!ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &input_line, &raw_row) ||
-		input_line <= 0)
-		return;
-	ShardloadFailureAddDetail(error, psprintf("The row is line %lld of the batch's input.",
-											  (long long) input_line));
-}
-
-/*
  * ledger_row_matches
  *	  The slice is in the shard's ledger.  If the ledger row was made for
  *	  other content (a restored or cloned coordinator reusing batch ids),
- *	  fail the slice rather than skip it.  Rows the shard refused when it
- *	  was loaded, whose records were lost with that attempt (a crash
- *	  between the shard's COMMIT and ours), are recorded again, with the
- *	  reason the ledger kept (reasons: separated by 0x1f, or NULL).
+ *	  fail the slice rather than skip it.  Rows the shard refused back then
+ *	  are recorded again if their records were lost (stream_skip.c).
  */
 static bool
 ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const char *skipped,
 				   const char *reasons)
 {
 	StreamSlice *slice = sh->slices[sh->current];
-	const char *p = skipped;
-	const char *r = reasons;
 
 	if (strcmp(hash, batch->content_hash) != 0)
 	{
 		ShardloadFailure *f =
-			ShardloadFailureMake("VERIFY", sh->params->servername, SQLSTATE_SHARDLOAD_LEDGER_MISMATCH,
+			ShardloadFailureMake(SHARDLOAD_STAGE_VERIFY, sh->params->servername, SQLSTATE_SHARDLOAD_LEDGER_MISMATCH,
 								 psprintf("slice %d of batch %lld is in the ledger of server \"%s\" with other content",
 										  slice->slice_no, (long long) batch->batch_id, sh->params->servername),
 								 psprintf("The ledger row has content hash %.12s; the batch has %.12s.",
@@ -1246,46 +1142,6 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 		fail_slice(sh, f);
 		return false;
 	}
-	while (p && *p)
-	{
-		char	   *end;
-		int64		line = strtoll(p, &end, 10);
-		bool		known = false;
-		char	   *reason = NULL;
-
-		if (end == p)
-		{
-			p++;				/* '{', '}' or ',' */
-			continue;
-		}
-		p = end;
-		if (r && *r)
-		{
-			const char *sep = strchr(r, '\x1f');
-
-			reason = sep ? pnstrdup(r, sep - r) : pstrdup(r);
-			r = sep ? sep + 1 : r + strlen(r);
-		}
-		for (int i = 0; i < slice->nskip; i++)
-			known |= slice->skip[i] == line;
-		if (!known)
-		{
-			int64		line_no;
-			char	   *raw_row;
-			char		sqlstate[6] = "22000";
-			const char *message = psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
-										   sh->params->servername);
-
-			if (reason && strlen(reason) > 6 && reason[5] == ' ')
-			{
-				memcpy(sqlstate, reason, 5);
-				message = reason + 6;
-			}
-			if (ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
-				ShardloadRecordReject(batch->batch_id, line_no, sqlstate, message,
-									  raw_row, slice->slice_no, line);
-			ShardloadStreamSliceSkip(slice, line, reason);
-		}
-	}
+	ShardloadStreamRecordLostRejects(batch, slice, sh->params->servername, skipped, reasons);
 	return true;
 }

@@ -80,11 +80,10 @@ typedef struct StreamBatch
 	const char *content_hash;
 	const char *lc_monetary;	/* for batches with money values, else NULL */
 	bool		fixed_forms;	/* payload in fixed forms (captured by 0.2+) */
-	const char **stage_out;		/* kept up to date: where the stream is, for
+	ShardloadStage *stage_out;		/* kept up to date: where the stream is, for
 								 * an error raised meanwhile (NULL: none) */
 } StreamBatch;
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
-extern void ShardloadStreamSliceSkip(StreamSlice *slice, int64 slice_line, const char *reason);
 
 #endif							/* SHARDLOAD_COPY_STREAM_H */

@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -90,6 +92,9 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 	int			hi = field_max[field];
 
 	*restricted = strcmp(text, "*") != 0;
+	/* strtok_r would skip empty list items: "1,,2", ",5" and "5," are errors */
+	if (text[0] == ',' || text[strlen(text) - 1] == ',' || strstr(text, ",,") != NULL)
+		goto bad;
 	for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
 		int			from,
@@ -101,6 +106,8 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 		if (slash)
 		{
 			*slash = '\0';
+			if (!isdigit((unsigned char) slash[1]))
+				goto bad;
 			step = (int) strtol(slash + 1, &end, 10);
 			if (*end != '\0' || step <= 0)
 				goto bad;
@@ -114,15 +121,16 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 		{
 			char	   *dash;
 
-			from = (int) strtol(item, &end, 10);
-			if (end == item)
+			/* digits only: strtol would also take " 5", "+5" and "-5" */
+			if (!isdigit((unsigned char) item[0]))
 				goto bad;
+			from = (int) strtol(item, &end, 10);
 			dash = end;
 			if (*dash == '-')
 			{
-				to = (int) strtol(dash + 1, &end, 10);
-				if (end == dash + 1)
+				if (!isdigit((unsigned char) dash[1]))
 					goto bad;
+				to = (int) strtol(dash + 1, &end, 10);
 			}
 			else
 				to = slash ? hi : from;

@@ -20,7 +20,7 @@ static char *copy_or_null(const char *s);
  *	  current memory context.
  */
 ShardloadFailure *
-ShardloadFailureMake(const char *stage, const char *shard, const char *sqlstate,
+ShardloadFailureMake(ShardloadStage stage, const char *shard, const char *sqlstate,
 					 const char *message, const char *detail, const char *hint)
 {
 	ShardloadFailure *f = palloc0(sizeof(ShardloadFailure));
@@ -39,7 +39,7 @@ ShardloadFailureMake(const char *stage, const char *shard, const char *sqlstate,
  *	  A caught local error as a failure, with its own SQLSTATE.
  */
 ShardloadFailure *
-ShardloadFailureFromError(ErrorData *edata, const char *stage, const char *shard)
+ShardloadFailureFromError(ErrorData *edata, ShardloadStage stage, const char *shard)
 {
 	ShardloadFailure *f = ShardloadFailureMake(stage, shard,
 											   unpack_sql_state(edata->sqlerrcode),

@@ -10,13 +10,15 @@
 
 #include "utils/elog.h"
 
+#include "states.h"
+
 /*
  * Where a failure happened and what the server (remote or local) said.
  * Strings are palloc'd; none ever holds a password.
  */
 typedef struct ShardloadFailure
 {
-	const char *stage;			/* ROUTE, CONNECT, LEDGER, COPY, COMMIT, VERIFY */
+	ShardloadStage stage;
 	char	   *shard;			/* foreign server name, NULL if local */
 	char		sqlstate[6];
 	char	   *message;		/* primary message */
@@ -28,10 +30,10 @@ typedef struct ShardloadFailure
 	bool		unreachable;	/* the shard did not answer in time */
 } ShardloadFailure;
 
-extern ShardloadFailure *ShardloadFailureMake(const char *stage, const char *shard,
+extern ShardloadFailure *ShardloadFailureMake(ShardloadStage stage, const char *shard,
 											  const char *sqlstate, const char *message,
 											  const char *detail, const char *hint);
-extern ShardloadFailure *ShardloadFailureFromError(ErrorData *edata, const char *stage,
+extern ShardloadFailure *ShardloadFailureFromError(ErrorData *edata, ShardloadStage stage,
 												   const char *shard);
 extern void ShardloadFailureAddDetail(ShardloadFailure *f, const char *more);
 extern char *ShardloadFailureText(ShardloadFailure *f);

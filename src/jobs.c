@@ -68,10 +68,7 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 					 const char *tenant, bool catch_up)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[11] = {TEXTOID, TEXTOID, OIDOID, TEXTOID, OIDOID, TEXTOID,
-	TEXTOID, INT8OID, TEXTOID, BOOLOID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
+	ShardloadArgs args = {0};
 	Oid			caller = GetUserId();
 	Oid			owner;
 
@@ -89,25 +86,18 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 				 errmsg("invalid value for on_error: \"%s\"", on_error),
 				 errdetail("Valid values are \"stop\" and \"reject\".")));
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(cron);
-	values[2] = ObjectIdGetDatum(target);
-	values[3] = CStringGetTextDatum(source_query);
-	values[4] = ObjectIdGetDatum(caller);
-	if (policy)
-		values[5] = CStringGetTextDatum(policy);
-	else
-		nulls[5] = 'n';
-	values[6] = CStringGetTextDatum(on_error);
-	values[7] = Int64GetDatum(reject_limit);
-	if (tenant)
-		values[8] = CStringGetTextDatum(tenant);
-	else
-		nulls[8] = 'n';
-	values[9] = BoolGetDatum(catch_up);
+	ShardloadArgText(&args, name);
+	ShardloadArgText(&args, cron);
+	ShardloadArgOid(&args, target);
+	ShardloadArgText(&args, source_query);
+	ShardloadArgOid(&args, caller);
+	ShardloadArgText(&args, policy);
+	ShardloadArgText(&args, on_error);
+	ShardloadArgInt8(&args, reject_limit);
+	ShardloadArgText(&args, tenant);
+	ShardloadArgBool(&args, catch_up);
 	/* the job's query runs with the search_path its owner has now */
-	values[10] = CStringGetTextDatum(GetConfigOption("search_path", false, false));
+	ShardloadArgText(&args, GetConfigOption("search_path", false, false));
 
 	/*
 	 * Insert, or update only a job of the caller's: the owner test is part
@@ -115,18 +105,18 @@ ShardloadScheduleJob(const char *name, const char *cron, Oid target,
 	 * another role (seen only once it commits) can never be overwritten.
 	 */
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.job AS j (job_name, cron, target, source_query, owner,"
-					 " policy_name, on_error, reject_limit, tenant, catch_up, last_tick, search_path)"
-					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)"
-					 " ON CONFLICT (job_name) DO UPDATE SET cron = $2, target = $3,"
-					 " source_query = $4, policy_name = $6, on_error = $7, reject_limit = $8,"
-					 " tenant = $9, catch_up = $10, search_path = $11, last_error = NULL"
-					 " WHERE j.owner = $5 RETURNING 1",
-					 11, argtypes, values, nulls);
+	ShardloadSpiRun("INSERT INTO shardload.job AS j (job_name, cron, target, source_query, owner,"
+					" policy_name, on_error, reject_limit, tenant, catch_up, last_tick, search_path)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)"
+					" ON CONFLICT (job_name) DO UPDATE SET cron = $2, target = $3,"
+					" source_query = $4, policy_name = $6, on_error = $7, reject_limit = $8,"
+					" tenant = $9, catch_up = $10, search_path = $11, last_error = NULL"
+					" WHERE j.owner = $5 RETURNING 1",
+					&args);
 	if (SPI_processed == 0)
 	{
-		ShardloadSpiExec("SELECT owner::oid FROM shardload.job WHERE job_name = $1",
-						 1, argtypes, values, nulls);
+		args.n = 1;				/* $1: the job's name */
+		ShardloadSpiRun("SELECT owner::oid FROM shardload.job WHERE job_name = $1", &args);
 		owner = SPI_processed == 1 ? (Oid) ShardloadSpiInt64(0, 1, NULL) : InvalidOid;
 		ShardloadCatalogEnd(&session);
 		ereport(ERROR,

@@ -49,6 +49,7 @@
 #include "role_context.h"
 #include "route_check.h"
 #include "routing.h"
+#include "stream_skip.h"
 #include "subxact.h"
 #include "value_forms.h"
 
@@ -80,7 +81,7 @@ typedef struct RunState
 	int			nslices;
 	RunSlice   *slices;
 	ShardloadFailure *failure;	/* a failure of the whole attempt */
-	const char *stage;			/* where the attempt is, for caught errors */
+	ShardloadStage stage;			/* where the attempt is, for caught errors */
 	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
 	bool		fixed_forms;	/* payload in fixed value forms */
 } RunState;
@@ -100,16 +101,13 @@ typedef struct ConnParamsStep
 	Oid			owner;
 } ConnParamsStep;
 
-static void run_locked(int64 batch_id);
+static void run_locked(int64 batch_id, bool runner);
 static void load_slices_step(void *arg);
 static void local_slice_step(void *arg);
 static void conn_params_step(void *arg);
 static bool defer_for_open_circuit(ShardloadBatch *batch);
 static void record_circuits(RunState *rs);
-static void commit_step(void);
-
-/* Set while a background runner drives the attempt (no CALL, no portal). */
-static bool in_runner = false;
+static void commit_step(bool runner);
 
 /* shardload.attempt_timeout of runners: its timer, and whether it fired */
 static TimeoutId attempt_timeout_id = 0;
@@ -145,14 +143,13 @@ ShardloadRunBatch(int64 batch_id, bool wait, bool runner)
 {
 	LOCKTAG		tag;
 
-	in_runner = runner;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (batch_id >> 32),
 						 (uint32) batch_id, SHARDLOAD_LOCK_FIELD4);
 	if (LockAcquire(&tag, ExclusiveLock, true, !wait) == LOCKACQUIRE_NOT_AVAIL)
 		return false;
 	PG_TRY();
 	{
-		run_locked(batch_id);
+		run_locked(batch_id, runner);
 	}
 	PG_FINALLY();
 	{
@@ -193,18 +190,24 @@ attempt_timeout_handler(void)
 	kill(MyProcPid, SIGINT);
 }
 
+/*
+ * run_locked
+ *	  The attempt, with the batch's lock held: begin, load, record, each
+ *	  step committed.  runner: a background runner drives it (no CALL, no
+ *	  portal), with shardload.attempt_timeout.
+ */
 static void
-run_locked(int64 batch_id)
+run_locked(int64 batch_id, bool runner)
 {
 	RunState   *rs;
 
 	rs = begin_attempt(batch_id);
-	commit_step();
+	commit_step(runner);
 	if (rs == NULL)
 		return;
 
 	/* an attempt in the background has a time limit of its own */
-	if (in_runner && shardload_attempt_timeout > 0)
+	if (runner && shardload_attempt_timeout > 0)
 	{
 		if (attempt_timeout_id == 0)
 			attempt_timeout_id = RegisterTimeout(USER_TIMEOUT, attempt_timeout_handler);
@@ -213,10 +216,10 @@ run_locked(int64 batch_id)
 	}
 	load_batch(rs);
 	disarm_attempt_timeout();
-	commit_step();
+	commit_step(runner);
 
 	record_outcome(rs);
-	commit_step();
+	commit_step(runner);
 	if (rs->cancel)
 		ReThrowError(rs->cancel);
 }
@@ -230,11 +233,11 @@ run_locked(int64 batch_id)
  *	  Either way the current memory context survives.
  */
 static void
-commit_step(void)
+commit_step(bool runner)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (!in_runner)
+	if (!runner)
 	{
 		SPI_commit();
 		return;
@@ -265,14 +268,14 @@ begin_attempt(int64 batch_id)
 	ShardloadCatalogEnd(&session);
 	ShardloadCheckBatchAccess(batch);
 
-	if (strcmp(batch->state, "succeeded") == 0)
+	if (batch->state == SHARDLOAD_BATCH_SUCCEEDED)
 	{
 		ereport(NOTICE,
 				(errmsg("batch %lld has already succeeded", (long long) batch_id),
 				 errdetail("Nothing was loaded again.")));
 		return NULL;
 	}
-	if (strcmp(batch->state, "cancelled") == 0)
+	if (batch->state == SHARDLOAD_BATCH_CANCELLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("batch %lld is cancelled", (long long) batch_id),
@@ -289,6 +292,7 @@ begin_attempt(int64 batch_id)
 
 	rs = palloc0(sizeof(RunState));
 	rs->batch = batch;
+	rs->stage = SHARDLOAD_STAGE_ROUTE;
 	rs->attempt = batch->attempts + 1;
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int32GetDatum(rs->attempt);
@@ -417,7 +421,7 @@ load_batch(RunState *rs)
 
 	if (edata == NULL)
 		return;
-	rs->failure = ShardloadFailureFromError(edata, rs->stage ? rs->stage : "ROUTE", NULL);
+	rs->failure = ShardloadFailureFromError(edata, rs->stage, NULL);
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && attempt_timed_out)
 	{
 		/* our own limit: record it as such, and the runner goes on */
@@ -481,7 +485,7 @@ load_slices(RunState *rs)
 	target = try_relation_open(batch->target, AccessShareLock);
 	if (target == NULL)
 	{
-		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42P01",
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "42P01",
 										   psprintf("relation \"%s\" does not exist", batch->target_name),
 										   NULL, NULL);
 		return;
@@ -495,7 +499,7 @@ load_slices(RunState *rs)
 	}
 
 	/* local slices first, each on its own; foreign ones grouped by server */
-	rs->stage = "COPY";
+	rs->stage = SHARDLOAD_STAGE_COPY;
 	for (int i = 0; i < rs->nslices; i++)
 	{
 		RunSlice   *slice = &rs->slices[i];
@@ -507,7 +511,7 @@ load_slices(RunState *rs)
 		if (relkind == '\0' || !get_rel_relispartition(slice->partition) ||
 			get_partition_parent(slice->partition, true) != batch->target)
 		{
-			slice->failure = ShardloadFailureMake("ROUTE", NULL, "42P01",
+			slice->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "42P01",
 												  psprintf("partition of slice %d is no longer a partition of \"%s\"",
 														   slice->slice_no, RelationGetRelationName(target)),
 												  NULL, NULL);
@@ -520,7 +524,7 @@ load_slices(RunState *rs)
 		else if (relkind == RELKIND_FOREIGN_TABLE)
 			plan_foreign_slice(rs, slice, router, &servers, &shard_list);
 		else
-			slice->failure = ShardloadFailureMake("ROUTE", NULL, "0A000",
+			slice->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "0A000",
 												  psprintf("partition \"%s\" is neither a table nor a foreign table",
 														   get_rel_name(slice->partition)),
 												  NULL, NULL);
@@ -579,20 +583,20 @@ batch_cannot_run(RunState *rs, ShardloadRouter *router)
 	const char *relname = RelationGetRelationName(router->rel);
 
 	if (strcmp(batch->columns, ShardloadColumnListText(router)) != 0)
-		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42P16",
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "42P16",
 										   psprintf("columns of table \"%s\" changed since batch %lld was submitted",
 													relname, (long long) batch->batch_id),
 										   psprintf("The rows were captured for (%s); the table now has (%s).",
 													batch->columns, ShardloadColumnListText(router)),
 										   "Submit the rows again under a new batch key.");
 	else if (pg_class_aclcheck(batch->target, batch->owner, ACL_INSERT) != ACLCHECK_OK)
-		rs->failure = ShardloadFailureMake("ROUTE", NULL, "42501",
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "42501",
 										   psprintf("permission denied for table %s", relname),
 										   psprintf("Role \"%s\" submitted the batch and no longer has INSERT on it.",
 													GetUserNameFromId(batch->owner, false)),
 										   NULL);
 	else if (batch->rows_rejected > batch->reject_limit)
-		rs->failure = ShardloadFailureMake("ROUTE", NULL, "22000",
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "22000",
 										   psprintf("batch has %lld rejected rows, more than its reject_limit of %lld",
 													(long long) batch->rows_rejected,
 													(long long) batch->reject_limit),
@@ -602,7 +606,7 @@ batch_cannot_run(RunState *rs, ShardloadRouter *router)
 	{
 		RunSlice   *bad = &rs->slices[0];
 
-		rs->failure = ShardloadFailureMake("ROUTE", NULL, "23514",
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "23514",
 										   psprintf("no partition of relation \"%s\" found for row", relname),
 										   psprintf("Partition key of the failing row contains %s (line %lld); "
 													"%lld rows of the batch fit no partition.",
@@ -634,7 +638,7 @@ plan_foreign_slice(RunState *rs, RunSlice *slice, ShardloadRouter *router,
 	if (ShardloadCircuitOpen(servername, &reopen))
 	{
 		slice->deferred = true;
-		slice->failure = ShardloadFailureMake("CONNECT", servername, "08000",
+		slice->failure = ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, servername, "08000",
 											  psprintf("circuit of server \"%s\" is open until %s; the slice was not sent",
 													   servername, timestamptz_to_str(reopen)),
 											  NULL, NULL);
@@ -689,7 +693,7 @@ stream_foreign_slices(RunState *rs, List *servers, List *shard_list)
 			shards[nshards++] = sh;
 		else
 		{
-			ShardloadFailure *f = ShardloadFailureFromError(edata, "CONNECT",
+			ShardloadFailure *f = ShardloadFailureFromError(edata, SHARDLOAD_STAGE_CONNECT,
 													 GetForeignServer(step.serverid)->servername);
 
 			for (int i = 0; i < sh->nslices; i++)
@@ -736,7 +740,7 @@ load_local_slice(RunState *rs, RunSlice *slice, List *column_names)
 	if (edata == NULL)
 		slice->committed = true;
 	else
-		slice->failure = ShardloadFailureFromError(edata, "COPY", NULL);
+		slice->failure = ShardloadFailureFromError(edata, SHARDLOAD_STAGE_COPY, NULL);
 }
 
 /*
@@ -828,7 +832,7 @@ destination_changed(ShardloadBatch *batch, RunSlice *slice, ShardloadRouter *rou
 	now = ShardloadSliceSignature(slice->partition, router);
 	if (strcmp(now, slice->signature) == 0)
 		return false;
-	slice->failure = ShardloadFailureMake("ROUTE", NULL, "42P16",
+	slice->failure = ShardloadFailureMake(SHARDLOAD_STAGE_ROUTE, NULL, "42P16",
 										  psprintf("partition \"%s\" of slice %d changed since batch %lld was submitted",
 												   get_rel_name(slice->partition), slice->slice_no,
 												   (long long) batch->batch_id),
@@ -953,10 +957,7 @@ record_outcome(RunState *rs)
 	ShardloadFailure *worst = rs->failure;
 	ShardloadDecision decision;
 	int			nfailed;
-	Oid			argtypes[12] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
+	ShardloadArgs args = {0};
 
 	memset(&decision, 0, sizeof(decision));
 	record_circuits(rs);
@@ -964,59 +965,61 @@ record_outcome(RunState *rs)
 	if (worst != NULL)
 		ShardloadClassify(&session, worst->sqlstate, &decision);
 	nfailed = record_slices(rs, &session, &worst, &decision);
-	values[0] = Int64GetDatum(rs->batch->batch_id);
-	memset(nulls, ' ', sizeof(nulls));
-	values[1] = Int32GetDatum(rs->attempt);
+	ShardloadArgInt8(&args, rs->batch->batch_id);	/* $1 */
+	ShardloadArgInt4(&args, rs->attempt);	/* $2 */
 	if (worst == NULL)
 	{
-		values[2] = CStringGetTextDatum("succeeded");
-		for (int i = 3; i < 11; i++)
-			nulls[i] = 'n';
-		values[11] = CStringGetTextDatum("NONE");
-		values[10] = Float8GetDatum(0);
-		nulls[10] = 'n';
+		ShardloadArgText(&args, "succeeded");	/* $3: the batch's state */
+		for (int i = 4; i <= 9; i++)	/* $4-$9: stage ... message */
+			ShardloadArgText(&args, NULL);
+		ShardloadArgNull(&args, FLOAT8OID); /* $10: retry delay */
+		ShardloadArgText(&args, "NONE");	/* $11: next action */
+		for (int i = 12; i <= 15; i++)	/* $12-$15: the failure's parts */
+			ShardloadArgText(&args, NULL);
 	}
 	else
 	{
 		ShardloadPolicy *policy = ShardloadPolicyFor(&session, rs->batch);
 
 		ShardloadDecide(policy, rs->attempt - rs->batch->series_start, &decision);
-		values[2] = CStringGetTextDatum(decision.state);
-		values[3] = CStringGetTextDatum(worst->stage);
-		if (worst->shard)
-			values[4] = CStringGetTextDatum(worst->shard);
+		ShardloadArgText(&args, ShardloadBatchStateName(decision.state));
+		ShardloadArgText(&args, ShardloadStageName(worst->stage));
+		ShardloadArgText(&args, worst->shard);
+		ShardloadArgText(&args, decision.failure_type_name);
+		ShardloadArgText(&args, decision.reason);
+		ShardloadArgText(&args, worst->sqlstate);
+		ShardloadArgText(&args, nfailed > 1 ?
+						 psprintf("%s\n(%d slices failed in this attempt)",
+								  ShardloadFailureText(worst), nfailed) :
+						 ShardloadFailureText(worst));
+		if (strcmp(decision.next_action, "RETRY") == 0)
+			ShardloadArgFloat8(&args, decision.delay);
 		else
-			nulls[4] = 'n';
-		values[5] = CStringGetTextDatum(decision.failure_type_name);
-		values[6] = CStringGetTextDatum(decision.reason);
-		values[7] = CStringGetTextDatum(worst->sqlstate);
-		values[8] = CStringGetTextDatum(nfailed > 1 ?
-										psprintf("%s\n(%d slices failed in this attempt)",
-												 ShardloadFailureText(worst), nfailed) :
-										ShardloadFailureText(worst));
-		nulls[9] = 'n';
-		values[10] = Float8GetDatum(decision.delay);
-		if (strcmp(decision.next_action, "RETRY") != 0)
-			nulls[10] = 'n';
-		values[11] = CStringGetTextDatum(decision.next_action);
+			ShardloadArgNull(&args, FLOAT8OID);
+		ShardloadArgText(&args, decision.next_action);
+		ShardloadArgText(&args, worst->message);
+		ShardloadArgText(&args, worst->detail);
+		ShardloadArgText(&args, worst->hint);
+		ShardloadArgText(&args, worst->context);
 	}
-	ShardloadSpiExec("UPDATE shardload.attempt SET finished_at = clock_timestamp(),"
-					 " status = CASE WHEN $3 = 'succeeded' THEN 'succeeded' ELSE 'failed' END,"
-					 " stage = $4, shard = $5, failure_type = $6, reason = $7, sqlstate = $8,"
-					 " message = $9, next_action = $12,"
-					 " next_attempt_at = clock_timestamp() + make_interval(secs => $11)"
-					 " WHERE batch_id = $1 AND attempt = $2",
-					 12, argtypes, values, nulls);
-	ShardloadSpiExec("UPDATE shardload.batch SET state = $3, last_failure_type = $6,"
-					 " last_reason = $7,"
-					 " next_attempt_at = clock_timestamp() + make_interval(secs => $11),"
-					 " finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'quarantined', 'dead')"
-					 "  THEN clock_timestamp() END,"
-					 " rows_loaded = (SELECT coalesce(sum(s.rows - s.rows_rejected), 0)"
-					 "  FROM shardload.slice s WHERE s.batch_id = $1 AND s.state = 'committed'),"
-					 " rows_rejected = (SELECT count(*) FROM shardload.reject r WHERE r.batch_id = $1)"
-					 " WHERE batch_id = $1",
-					 12, argtypes, values, nulls);
+	ShardloadSpiRun("UPDATE shardload.attempt SET finished_at = clock_timestamp(),"
+					" status = CASE WHEN $3 = 'succeeded' THEN 'succeeded' ELSE 'failed' END,"
+					" stage = $4, shard = $5, failure_type = $6, reason = $7, sqlstate = $8,"
+					" message = $9, next_action = $11,"
+					" primary_message = $12, detail = $13, hint = $14, context = $15,"
+					" next_attempt_at = clock_timestamp() + make_interval(secs => $10)"
+					" WHERE batch_id = $1 AND attempt = $2",
+					&args);
+	ShardloadSpiRun("UPDATE shardload.batch SET state = $3, last_failure_type = $6,"
+					" last_reason = $7,"
+					" next_attempt_at = clock_timestamp() + make_interval(secs => $10),"
+					" finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'quarantined', 'dead')"
+					"  THEN clock_timestamp() END,"
+					" rows_loaded = (SELECT coalesce(sum(s.rows - s.rows_rejected), 0)"
+					"  FROM shardload.slice s WHERE s.batch_id = $1 AND s.state = 'committed'),"
+					" rows_rejected = (SELECT count(*) FROM shardload.reject r WHERE r.batch_id = $1)"
+					" WHERE batch_id = $1",
+					&args);
 	ShardloadCatalogEnd(&session);
 
 	if (worst != NULL)
@@ -1025,12 +1028,12 @@ record_outcome(RunState *rs)
 
 		ereport(WARNING,
 				(errmsg("batch %lld failed at stage %s%s%s: %s",
-						(long long) rs->batch->batch_id, worst->stage,
+						(long long) rs->batch->batch_id, ShardloadStageName(worst->stage),
 						worst->shard ? " on server " : "",
 						worst->shard ? quote_identifier(worst->shard) : "", worst->message),
 				 rest ? errdetail_internal("%s", rest) : 0,
 				 errhint("The failure is %s (%s); the batch is now %s, next action %s.",
-						 decision.failure_type_name, decision.reason, decision.state,
+						 decision.failure_type_name, decision.reason, ShardloadBatchStateName(decision.state),
 						 decision.next_action)));
 	}
 }

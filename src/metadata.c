@@ -34,6 +34,8 @@
  *	  The role that owns the pg_shardload extension in this database.
  *	  Throws if the extension is not installed.
  */
+static void check_catalog_version(Relation rel, HeapTuple tuple);
+
 Oid
 ShardloadExtensionOwner(void)
 {
@@ -50,13 +52,43 @@ ShardloadExtensionOwner(void)
 	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
+	{
 		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+		check_catalog_version(rel, tuple);
+	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 
 	if (!OidIsValid(owner))
 		elog(ERROR, "could not find the owner of extension pg_shardload");
 	return owner;
+}
+
+/*
+ * check_catalog_version
+ *	  This library reads and writes the catalog of SHARDLOAD_CATALOG_VERSION
+ *	  only: another version's columns and constraints differ, and acting on
+ *	  them would misbehave.  Not checked while an extension script runs
+ *	  (CREATE or ALTER EXTENSION moves the version itself).
+ */
+static void
+check_catalog_version(Relation rel, HeapTuple tuple)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *installed;
+
+	if (creating_extension)
+		return;
+	d = heap_getattr(tuple, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+	installed = isnull ? "" : TextDatumGetCString(d);
+	if (strcmp(installed, SHARDLOAD_CATALOG_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_shardload's catalog in this database is version %s, but its library is version %s",
+						installed, SHARDLOAD_CATALOG_VERSION),
+				 errhint("Run ALTER EXTENSION pg_shardload UPDATE to bring the catalog to the library's version,"
+						 " or install the library of version %s and restart the server.", installed)));
 }
 
 /*
@@ -109,6 +141,43 @@ ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	if (rc < 0)
 		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(rc));
 	return SPI_processed;
+}
+
+/*
+ * ShardloadArg
+ *	  Add the next parameter of a statement (see ShardloadArgs).
+ */
+void
+ShardloadArg(ShardloadArgs *args, Oid type, Datum value, bool isnull)
+{
+	if (args->n >= SHARDLOAD_MAX_ARGS)
+		elog(ERROR, "too many parameters for a catalog statement");
+	args->types[args->n] = type;
+	args->values[args->n] = isnull ? (Datum) 0 : value;
+	args->nulls[args->n] = isnull ? 'n' : ' ';
+	args->n++;
+}
+
+void
+ShardloadArgText(ShardloadArgs *args, const char *value)
+{
+	ShardloadArg(args, TEXTOID, value ? CStringGetTextDatum(value) : (Datum) 0, value == NULL);
+}
+
+void
+ShardloadArgBytea(ShardloadArgs *args, bytea *value)
+{
+	ShardloadArg(args, BYTEAOID, PointerGetDatum(value), value == NULL);
+}
+
+/*
+ * ShardloadSpiRun
+ *	  ShardloadSpiExec with the parameters of args.
+ */
+uint64
+ShardloadSpiRun(const char *sql, ShardloadArgs *args)
+{
+	return ShardloadSpiExec(sql, args->n, args->types, args->values, args->nulls);
 }
 
 /*
@@ -249,7 +318,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 	batch->on_error = ShardloadSpiText(session, 0, 8);
 	batch->reject_limit = ShardloadSpiInt64(0, 9, NULL);
 	batch->content_hash = ShardloadSpiText(session, 0, 10);
-	batch->state = ShardloadSpiText(session, 0, 11);
+	batch->state = ShardloadBatchStateFromName(ShardloadSpiText(session, 0, 11));
 	batch->attempts = (int) ShardloadSpiInt64(0, 12, NULL);
 	batch->series_start = (int) ShardloadSpiInt64(0, 13, NULL);
 	batch->rows_total = ShardloadSpiInt64(0, 14, NULL);

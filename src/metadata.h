@@ -8,8 +8,11 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+
+#include "states.h"
 
 /* A catalog session: SPI connected, running as the extension owner. */
 typedef struct ShardloadCatalogSession
@@ -19,6 +22,21 @@ typedef struct ShardloadCatalogSession
 	int			guc_nestlevel;
 	MemoryContext outer;		/* where results are copied to */
 } ShardloadCatalogSession;
+
+/*
+ * The parameters of one catalog statement, added in order ($1, $2, ...)
+ * with their types by the ShardloadArg* helpers, then run by
+ * ShardloadSpiRun: no parallel arrays of types, values and nulls to keep
+ * in step by hand.  A NULL string, bytea or a null Datum is SQL NULL.
+ */
+#define SHARDLOAD_MAX_ARGS 16
+typedef struct ShardloadArgs
+{
+	int			n;
+	Oid			types[SHARDLOAD_MAX_ARGS];
+	Datum		values[SHARDLOAD_MAX_ARGS];
+	char		nulls[SHARDLOAD_MAX_ARGS];
+} ShardloadArgs;
 
 /* A batch as read from shardload.batch (strings in the caller's context). */
 typedef struct ShardloadBatch
@@ -33,7 +51,7 @@ typedef struct ShardloadBatch
 	char	   *on_error;
 	int64		reject_limit;
 	char	   *content_hash;
-	char	   *state;
+	ShardloadBatchState state;
 	int			attempts;
 	int			series_start;
 	int64		rows_total;
@@ -46,6 +64,19 @@ typedef struct ShardloadBatch
 extern Oid	ShardloadExtensionOwner(void);
 extern void ShardloadCatalogBegin(ShardloadCatalogSession *session);
 extern void ShardloadCatalogEnd(ShardloadCatalogSession *session);
+extern void ShardloadArg(ShardloadArgs *args, Oid type, Datum value, bool isnull);
+extern void ShardloadArgText(ShardloadArgs *args, const char *value);
+extern void ShardloadArgBytea(ShardloadArgs *args, bytea *value);
+#define ShardloadArgInt8(args, v)	ShardloadArg((args), INT8OID, Int64GetDatum(v), false)
+#define ShardloadArgInt4(args, v)	ShardloadArg((args), INT4OID, Int32GetDatum(v), false)
+#define ShardloadArgOid(args, v)	ShardloadArg((args), OIDOID, ObjectIdGetDatum(v), false)
+#define ShardloadArgBool(args, v)	ShardloadArg((args), BOOLOID, BoolGetDatum(v), false)
+#define ShardloadArgFloat8(args, v)	ShardloadArg((args), FLOAT8OID, Float8GetDatum(v), false)
+#define ShardloadArgTimestampTz(args, v) \
+	ShardloadArg((args), TIMESTAMPTZOID, TimestampTzGetDatum(v), false)
+/* an argument of this type that is NULL */
+#define ShardloadArgNull(args, type)	ShardloadArg((args), (type), (Datum) 0, true)
+extern uint64 ShardloadSpiRun(const char *sql, ShardloadArgs *args);
 extern uint64 ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes,
 							   Datum *values, const char *nulls);
 extern char *ShardloadSpiText(ShardloadCatalogSession *session, int row, int col);

@@ -16,6 +16,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "metadata.h"
 #include "payload.h"
 

@@ -162,22 +162,19 @@ ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
 					  int slice_no, int64 slice_line)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	ShardloadArgs args = {0};
 
-	values[0] = Int64GetDatum(batch_id);
-	values[1] = Int64GetDatum(line);
-	values[2] = CStringGetTextDatum(sqlstate);
-	values[3] = CStringGetTextDatum(message);
-	values[4] = CStringGetTextDatum(raw_row);
-	values[5] = Int32GetDatum(slice_no);
-	values[6] = Int64GetDatum(slice_line);
-	if (slice_line <= 0)
-		nulls[5] = nulls[6] = 'n';
+	ShardloadArgInt8(&args, batch_id);
+	ShardloadArgInt8(&args, line);
+	ShardloadArgText(&args, sqlstate);
+	ShardloadArgText(&args, message);
+	ShardloadArgText(&args, raw_row);
+	/* a row set aside at capture has no slice line */
+	ShardloadArg(&args, INT4OID, Int32GetDatum(slice_no), slice_line <= 0);
+	ShardloadArg(&args, INT8OID, Int64GetDatum(slice_line), slice_line <= 0);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.reject (batch_id, line, sqlstate, message, raw_row,"
-					 " slice_no, slice_line) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-					 7, argtypes, values, nulls);
+	ShardloadSpiRun("INSERT INTO shardload.reject (batch_id, line, sqlstate, message, raw_row,"
+					" slice_no, slice_line) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					&args);
 	ShardloadCatalogEnd(&session);
 }

@@ -167,38 +167,31 @@ static int64
 claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[9] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, OIDOID,
-	TEXTOID, TEXTOID, INT8OID, TEXTOID};
-	Datum		values[9];
-	char		nulls[9];
+	ShardloadArgs row = {0};
+	ShardloadArgs key;
 	int64		batch_id;
 	Oid			owner;
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = ObjectIdGetDatum(args->target);
-	values[1] = CStringGetTextDatum(quote_qualified_identifier(
-															   get_namespace_name(RelationGetNamespace(rel)),
-															   RelationGetRelationName(rel)));
-	values[2] = CStringGetTextDatum(args->batch_key);
-	if (args->tenant)
-		values[3] = CStringGetTextDatum(args->tenant);
-	else
-		nulls[3] = 'n';
-	values[4] = ObjectIdGetDatum(GetUserId());
-	if (args->policy)
-		values[5] = CStringGetTextDatum(args->policy);
-	else
-		nulls[5] = 'n';
-	values[6] = CStringGetTextDatum(args->on_error);
-	values[7] = Int64GetDatum(args->reject_limit);
-	values[8] = CStringGetTextDatum(args->source_kind);
+	ShardloadArgOid(&row, args->target);
+	ShardloadArgText(&row, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													  RelationGetRelationName(rel)));
+	ShardloadArgText(&row, args->batch_key);
+	ShardloadArgText(&row, args->tenant);
+	ShardloadArgOid(&row, GetUserId());
+	ShardloadArgText(&row, args->policy);
+	ShardloadArgText(&row, args->on_error);
+	ShardloadArgInt8(&row, args->reject_limit);
+	ShardloadArgText(&row, args->source_kind);
+	/* (target, batch_key): the first three */
+	key = row;
+	key.n = 3;
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("INSERT INTO shardload.batch (target, target_name, batch_key, tenant,"
-					 " owner, policy_name, on_error, reject_limit, source_kind)"
-					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-					 " ON CONFLICT (target, batch_key) DO NOTHING RETURNING batch_id",
-					 9, argtypes, values, nulls);
+	ShardloadSpiRun("INSERT INTO shardload.batch (target, target_name, batch_key, tenant,"
+					" owner, policy_name, on_error, reject_limit, source_kind)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+					" ON CONFLICT (target, batch_key) DO NOTHING RETURNING batch_id",
+					&row);
 	*is_new = SPI_processed == 1;
 	if (*is_new)
 	{
@@ -207,9 +200,9 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 		return batch_id;
 	}
 
-	ShardloadSpiExec("SELECT batch_id, owner::oid FROM shardload.batch"
-					 " WHERE target = $1 AND batch_key = $3",
-					 3, argtypes, values, nulls);
+	ShardloadSpiRun("SELECT batch_id, owner::oid FROM shardload.batch"
+					" WHERE target = $1 AND batch_key = $3",
+					&key);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not find the batch that holds key \"%s\"", args->batch_key);
 	batch_id = ShardloadSpiInt64(0, 1, NULL);
@@ -245,9 +238,9 @@ static void
 finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[8] = {INT8OID, TEXTOID, INT8OID, INT8OID, OIDOID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = "        ";
+	ShardloadArgs update = {0};
+	ShardloadArgs same = {0};
+	const char *lc_monetary = NULL;
 	int64		bytes = 0;
 	TupleDesc	tupdesc = RelationGetDescr(cap->router->rel);
 
@@ -255,33 +248,31 @@ finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash)
 		bytes += cap->slices[i].bytes;
 	ShardloadCaptureRecordSlices(cap);
 
-	values[0] = Int64GetDatum(cap->batch_id);
-	values[1] = CStringGetTextDatum(hash);
-	values[2] = Int64GetDatum(cap->rows);
-	values[3] = Int64GetDatum(bytes);
-	values[4] = ObjectIdGetDatum(args->target);
-	values[5] = Int64GetDatum(cap->rejected);
-	values[6] = CStringGetTextDatum(ShardloadColumnListText(cap->router));
 	/* money was written under this session's lc_monetary: read it so too */
-	nulls[7] = 'n';
 	for (int i = 0; i < cap->router->ncolumns; i++)
 		if (ShardloadTypeHasMoney(TupleDescAttr(tupdesc, cap->router->columns[i] - 1)->atttypid))
-		{
-			values[7] = CStringGetTextDatum(GetConfigOption("lc_monetary", false, false));
-			nulls[7] = ' ';
-		}
+			lc_monetary = GetConfigOption("lc_monetary", false, false);
+	ShardloadArgInt8(&update, cap->batch_id);
+	ShardloadArgText(&update, hash);
+	ShardloadArgInt8(&update, cap->rows);
+	ShardloadArgInt8(&update, bytes);
+	ShardloadArgInt8(&update, cap->rejected);
+	ShardloadArgText(&update, ShardloadColumnListText(cap->router));
+	ShardloadArgText(&update, lc_monetary);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
-					 " payload_bytes = $4, rows_rejected = $6, columns = $7, lc_monetary = $8"
-					 " WHERE batch_id = $1",
-					 8, argtypes, values, nulls);
+	ShardloadSpiRun("UPDATE shardload.batch SET content_hash = $2, rows_total = $3,"
+					" payload_bytes = $4, rows_rejected = $5, columns = $6, lc_monetary = $7"
+					" WHERE batch_id = $1",
+					&update);
 	/* only the caller's own batches: another role's keys are not ours to show */
-	values[5] = ObjectIdGetDatum(GetUserId());
-	argtypes[5] = OIDOID;
-	ShardloadSpiExec("SELECT batch_id, batch_key FROM shardload.batch"
-					 " WHERE target = $5 AND content_hash = $2 AND batch_id <> $1"
-					 " AND owner = $6 ORDER BY batch_id LIMIT 1",
-					 6, argtypes, values, NULL);
+	ShardloadArgInt8(&same, cap->batch_id);
+	ShardloadArgText(&same, hash);
+	ShardloadArgOid(&same, args->target);
+	ShardloadArgOid(&same, GetUserId());
+	ShardloadSpiRun("SELECT batch_id, batch_key FROM shardload.batch"
+					" WHERE batch_id <> $1 AND content_hash = $2 AND target = $3"
+					" AND owner = $4 ORDER BY batch_id LIMIT 1",
+					&same);
 	if (cap->rejected > 0)
 		ereport(NOTICE,
 				(errmsg("%lld of %lld rows of batch %lld were rejected",
@@ -334,7 +325,7 @@ check_same_content(int64 batch_id, ShardloadSubmitArgs *args, Relation rel,
 	ereport(NOTICE,
 			(errmsg("batch key \"%s\" was already submitted as batch %lld with the same content",
 					args->batch_key, (long long) batch_id),
-			 errdetail("Nothing new was queued; the batch is %s.", batch->state)));
+			 errdetail("Nothing new was queued; the batch is %s.", ShardloadBatchStateName(batch->state))));
 }
 
 /*

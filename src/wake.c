@@ -16,12 +16,13 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 
+#include "compat.h"
 #include "wake.h"
 
 typedef struct SchedulerSlot
 {
 	Oid			database;
-	int			procno;			/* pgprocno of the scheduler, -1 if none */
+	int			procno;			/* index in ProcGlobal->allProcs of the scheduler, -1 if none */
 } SchedulerSlot;
 
 typedef struct SchedulerRegistry
@@ -97,7 +98,7 @@ ShardloadSchedulerRegister(void)
 		if (registry->slots[i].procno < 0 || registry->slots[i].database == MyDatabaseId)
 		{
 			registry->slots[i].database = MyDatabaseId;
-			registry->slots[i].procno = MyProc->pgprocno;
+			registry->slots[i].procno = ShardloadMyProcNumber();
 			break;
 		}
 	LWLockRelease(registry->lock);
@@ -109,7 +110,7 @@ scheduler_unregister(int code, Datum arg)
 {
 	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < SHARDLOAD_MAX_SCHEDULERS; i++)
-		if (registry->slots[i].procno == MyProc->pgprocno)
+		if (registry->slots[i].procno == ShardloadMyProcNumber())
 			registry->slots[i].procno = -1;
 	LWLockRelease(registry->lock);
 }

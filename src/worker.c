@@ -110,16 +110,34 @@ ShardloadWorkerInit(void)
 }
 
 /*
+ * The scheduler's batch runners: slot i runs batch running[i] while
+ * handles[i] is set.
+ */
+#define RUNNER_SLOTS 64			/* shardload.max_workers is capped at 64 */
+typedef struct RunnerSlots
+{
+	BackgroundWorkerHandle *handles[RUNNER_SLOTS];
+	int64		running[RUNNER_SLOTS];
+} RunnerSlots;
+
+static int	reap_runners(RunnerSlots *slots);
+static int	find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
+						  TimestampTz *next_tick);
+static void start_batch_runners(RunnerSlots *slots, int64 *ids, int n);
+static void nap(TimestampTz next_tick);
+
+/*
  * ShardloadSchedulerMain
- *	  One database's scheduler; bgw_extra holds the database name.
+ *	  One database's scheduler; bgw_extra holds the database name.  Each
+ *	  turn: forget finished runners, find due batches and cron jobs (in a
+ *	  transaction), start their runners, nap until the naptime, the next
+ *	  cron tick or a wake-up.
  */
 void
 ShardloadSchedulerMain(Datum main_arg)
 {
 	char		dbname[BGW_EXTRALEN];
-	BackgroundWorkerHandle **handles;
-	int64	   *running;
-	int			nslots;
+	RunnerSlots *slots;
 	MemoryContext tick_cxt;
 	JobRunners	job_runners;
 
@@ -131,9 +149,7 @@ ShardloadSchedulerMain(Datum main_arg)
 	pgstat_report_appname("pg_shardload scheduler");
 	ShardloadSchedulerRegister();
 
-	nslots = 64;				/* max_workers is capped at 64 */
-	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(*handles) * nslots);
-	running = MemoryContextAllocZero(TopMemoryContext, sizeof(*running) * nslots);
+	slots = MemoryContextAllocZero(TopMemoryContext, sizeof(RunnerSlots));
 	tick_cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload tick",
 									 ALLOCSET_DEFAULT_SIZES);
 	memset(&job_runners, 0, sizeof(job_runners));
@@ -141,12 +157,10 @@ ShardloadSchedulerMain(Datum main_arg)
 
 	for (;;)
 	{
-		int			nrunning = 0;
 		int64	   *ids;
 		int			free_slots;
-		int			n = 0;
+		int			n;
 		TimestampTz next_tick = DT_NOEND;
-		long		timeout;
 		List	   *due_jobs = NIL;
 
 		CHECK_FOR_INTERRUPTS();
@@ -155,84 +169,126 @@ ShardloadSchedulerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		timeout = shardload_naptime * 1000L;	/* as just reloaded */
+		free_slots = Min(shardload_max_workers, RUNNER_SLOTS) - reap_runners(slots);
 
-		/* forget runners that have finished */
-		for (int i = 0; i < nslots; i++)
-		{
-			pid_t		pid;
-
-			if (handles[i] &&
-				GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
-			{
-				pfree(handles[i]);
-				handles[i] = NULL;
-				running[i] = 0;
-			}
-			if (handles[i])
-				nrunning++;
-		}
-		free_slots = Min(shardload_max_workers, nslots) - nrunning;
-
+		/* what is found must outlive its transaction: due jobs, batch ids */
 		MemoryContextSwitchTo(tick_cxt);
 		ids = palloc(sizeof(int64) * Max(free_slots, 1));
-		if (!RecoveryInProgress())
-		{
-			int64	   *busy = palloc(sizeof(int64) * nslots);
-			int			nbusy = 0;
-
-			for (int i = 0; i < nslots; i++)
-				if (handles[i])
-					busy[nbusy++] = running[i];
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			/* what is found must outlive the transaction: due jobs, batch ids */
-			MemoryContextSwitchTo(tick_cxt);
-			pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
-			if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
-			{
-				next_tick = ShardloadDueJobs(&due_jobs);
-				if (free_slots > 0)
-					n = claim_due_batches(ids, free_slots, busy, nbusy, false);
-			}
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			pgstat_report_activity(STATE_IDLE, NULL);
-		}
+		n = find_due_work(slots, free_slots, ids, &due_jobs, &next_tick);
 		/* each due job ticks in a process of its own: a slow one holds up no other */
 		MemoryContextSwitchTo(TopMemoryContext);
 		start_job_runners(&job_runners, due_jobs);
-		MemoryContextSwitchTo(tick_cxt);
-		for (int j = 0; j < n; j++)
-			for (int i = 0; i < nslots; i++)
-				if (handles[i] == NULL)
-				{
-					MemoryContextSwitchTo(TopMemoryContext);
-					handles[i] = start_runner(ids[j], true, true);
-					running[i] = ids[j];
-					MemoryContextSwitchTo(tick_cxt);
-					break;
-				}
-		MemoryContextSwitchTo(TopMemoryContext);
+		start_batch_runners(slots, ids, n);
 		MemoryContextReset(tick_cxt);
-
-		/*
-		 * Wake for the next cron tick if it comes before the naptime ends (a
-		 * tick already past is one whose batch failed: naptime paces it).
-		 */
-		if (next_tick != DT_NOEND && next_tick > GetCurrentTimestamp())
-		{
-			long		secs;
-			int			usecs;
-
-			TimestampDifference(GetCurrentTimestamp(), next_tick, &secs, &usecs);
-			timeout = Min(timeout, secs * 1000L + usecs / 1000 + 1);
-		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		nap(next_tick);
 	}
+}
+
+/*
+ * reap_runners
+ *	  Forget runners that have finished; returns how many still run.
+ */
+static int
+reap_runners(RunnerSlots *slots)
+{
+	int			nrunning = 0;
+
+	for (int i = 0; i < RUNNER_SLOTS; i++)
+	{
+		pid_t		pid;
+
+		if (slots->handles[i] &&
+			GetBackgroundWorkerPid(slots->handles[i], &pid) == BGWH_STOPPED)
+		{
+			pfree(slots->handles[i]);
+			slots->handles[i] = NULL;
+			slots->running[i] = 0;
+		}
+		if (slots->handles[i])
+			nrunning++;
+	}
+	return nrunning;
+}
+
+/*
+ * find_due_work
+ *	  In a transaction of its own: the due cron jobs (into *due_jobs, in
+ *	  the current memory context), the next tick of any job, and up to
+ *	  free_slots due batches not already running (into ids; returns how
+ *	  many).  Nothing while the server is in recovery or the extension is
+ *	  not installed (yet).
+ */
+static int
+find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
+			  TimestampTz *next_tick)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		busy[RUNNER_SLOTS];
+	int			nbusy = 0;
+	int			n = 0;
+
+	if (RecoveryInProgress())
+		return 0;
+	for (int i = 0; i < RUNNER_SLOTS; i++)
+		if (slots->handles[i])
+			busy[nbusy++] = slots->running[i];
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
+	if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
+	{
+		*next_tick = ShardloadDueJobs(due_jobs);
+		if (free_slots > 0)
+			n = claim_due_batches(ids, free_slots, busy, nbusy, false);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+/*
+ * start_batch_runners
+ *	  A runner for each of the n batches in ids, in free slots.
+ */
+static void
+start_batch_runners(RunnerSlots *slots, int64 *ids, int n)
+{
+	for (int j = 0; j < n; j++)
+		for (int i = 0; i < RUNNER_SLOTS; i++)
+			if (slots->handles[i] == NULL)
+			{
+				slots->handles[i] = start_runner(ids[j], true, true);
+				slots->running[i] = ids[j];
+				break;
+			}
+}
+
+/*
+ * nap
+ *	  Sleep for shardload.naptime, or until the next cron tick if it comes
+ *	  sooner (a tick already past is one whose batch failed: naptime paces
+ *	  it), or until woken.
+ */
+static void
+nap(TimestampTz next_tick)
+{
+	long		timeout = shardload_naptime * 1000L;	/* as just reloaded */
+
+	if (next_tick != DT_NOEND && next_tick > GetCurrentTimestamp())
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), next_tick, &secs, &usecs);
+		timeout = Min(timeout, secs * 1000L + usecs / 1000 + 1);
+	}
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
 }
 
 /*
@@ -246,44 +302,45 @@ static int
 claim_due_batches(int64 *ids, int max, int64 *running, int nrunning, bool only_own)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[5] = {INT8ARRAYOID, INT4OID, OIDOID, BOOLOID, INT4OID};
-	Datum		values[5];
+	ShardloadArgs args = {0};
 	Datum	   *elems = palloc(sizeof(Datum) * Max(nrunning, 1));
 	Oid			user = GetUserId();
 	int			n;
 
 	for (int i = 0; i < nrunning; i++)
 		elems[i] = Int64GetDatum(running[i]);
-	values[0] = PointerGetDatum(construct_array(elems, nrunning, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	values[1] = Int32GetDatum(max);
-	values[2] = ObjectIdGetDatum(user);
-	values[3] = BoolGetDatum(only_own && !ShardloadIsAdmin(user));
-	values[4] = Int32GetDatum(shardload_naptime);
+	ShardloadArg(&args, INT8ARRAYOID,
+				 PointerGetDatum(construct_array(elems, nrunning, INT8OID, 8, true, TYPALIGN_DOUBLE)),
+				 false);
+	ShardloadArgInt4(&args, max);
+	ShardloadArgOid(&args, user);
+	ShardloadArgBool(&args, only_own && !ShardloadIsAdmin(user));
+	ShardloadArgInt4(&args, shardload_naptime);
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT batch_id FROM ("
-					 " SELECT b.batch_id, row_number() OVER (PARTITION BY coalesce(b.tenant, '')"
-					 "   ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id) AS turn,"
-					 "   coalesce(b.next_attempt_at, b.created_at) AS due"
-					 " FROM ("
-					 /* each branch reads a partial index, not the whole history */
-					 "   SELECT * FROM shardload.batch WHERE state IN ('pending', 'retry_wait')"
-					 "     AND coalesce(next_attempt_at, '-infinity') <= now()"
-					 "   UNION ALL"
-					 "   SELECT * FROM shardload.batch r WHERE r.state = 'running'"
-					 "     AND NOT EXISTS (SELECT 1 FROM shardload.attempt a WHERE a.batch_id = r.batch_id"
-					 "       AND a.status = 'running'"
-					 "       AND a.started_at > now() - make_interval(secs => $5))"
-					 "     AND NOT EXISTS ("
-					 "       SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
-					 "       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-					 "       AND l.classid::bigint = r.batch_id >> 32"
-					 "       AND l.objid::bigint = r.batch_id & 4294967295"
-					 "       AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")) b"
-					 " WHERE b.batch_id <> ALL ($1)"
-					 "   AND (NOT $4 OR b.owner = $3)) d"
-					 " ORDER BY turn, due, batch_id LIMIT $2",
-					 5, argtypes, values, NULL);
+	ShardloadSpiRun("SELECT batch_id FROM ("
+					" SELECT b.batch_id, row_number() OVER (PARTITION BY coalesce(b.tenant, '')"
+					"   ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id) AS turn,"
+					"   coalesce(b.next_attempt_at, b.created_at) AS due"
+					" FROM ("
+					/* each branch reads a partial index, not the whole history */
+					"   SELECT * FROM shardload.batch WHERE state IN ('pending', 'retry_wait')"
+					"     AND coalesce(next_attempt_at, '-infinity') <= now()"
+					"   UNION ALL"
+					"   SELECT * FROM shardload.batch r WHERE r.state = 'running'"
+					"     AND NOT EXISTS (SELECT 1 FROM shardload.attempt a WHERE a.batch_id = r.batch_id"
+					"       AND a.status = 'running'"
+					"       AND a.started_at > now() - make_interval(secs => $5))"
+					"     AND NOT EXISTS ("
+					"       SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
+					"       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+					"       AND l.classid::bigint = r.batch_id >> 32"
+					"       AND l.objid::bigint = r.batch_id & 4294967295"
+					"       AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")) b"
+					" WHERE b.batch_id <> ALL ($1)"
+					"   AND (NOT $4 OR b.owner = $3)) d"
+					" ORDER BY turn, due, batch_id LIMIT $2",
+					&args);
 	n = (int) SPI_processed;
 	for (int i = 0; i < n; i++)
 		ids[i] = ShardloadSpiInt64(i, 1, NULL);

@@ -19,19 +19,23 @@ my $SALES_COLUMNS = 'sale_id bigint, region_id int NOT NULL, '
 # A coordinator with shared_preload_libraries and the extension created.
 # The background scheduler serves no database unless %opts says which
 # (worker => 1: database postgres), so tests that drive runs by hand are
-# not raced by it.
+# not raced by it.  install_path => DIR: PostgreSQL (and pg_shardload) from
+# DIR; version => V: CREATE EXTENSION ... VERSION V; allows_streaming => 1:
+# a node that can be backed up.
 sub start_coordinator
 {
 	my ($name, %opts) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $node = PostgreSQL::Test::Cluster->new($name,
+		$opts{install_path} ? (install_path => $opts{install_path}) : ());
 	my $databases = $opts{worker} ? 'postgres' : '';
-	$node->init;
+	$node->init(allows_streaming => $opts{allows_streaming} // 0);
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'pg_shardload'\nmax_connections = 40\n"
 		  . "shardload.database = '$databases'\nshardload.naptime = 1\n"
 		  . ($opts{conf} // ''));
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION pg_shardload CASCADE');
+	$node->safe_psql('postgres', 'CREATE EXTENSION pg_shardload '
+		  . ($opts{version} ? "VERSION '$opts{version}' " : '') . 'CASCADE');
 	$node->safe_psql('postgres',
 		"CREATE TABLE sales ($SALES_COLUMNS) PARTITION BY LIST (region_id)");
 	return $node;

@@ -64,4 +64,41 @@ is($loaded, '125 125 125 125', 'each source row was loaded exactly once');
 is($coord->safe_psql('postgres', "SELECT sum(rows_loaded) FROM shardload.batches WHERE batch_key LIKE 'feed-job@%'"),
 	'250', 'the batches account for every row');
 
+# ticks missed while nothing ran (the server down, the scheduler stopped):
+# made here by moving two daily jobs' last tick three days back.  With
+# catch_up every missed tick gets a batch and its own window; without, only
+# the latest tick, whose window covers all of them.
+$coord->safe_psql('postgres', q{
+	BEGIN;
+	SELECT shardload.schedule('daily-catch-up', '0 0 * * *', 'sales',
+		$$SELECT extract(epoch FROM $1)::bigint, 1, 1.00, '2026-11-26', 'catch-up ' || $2::text || ' to ' || $1::text$$,
+		catch_up => true);
+	SELECT shardload.schedule('daily-latest', '0 0 * * *', 'sales',
+		$$SELECT extract(epoch FROM $1)::bigint + 1, 1, 1.00, '2026-11-26', 'latest ' || $2::text || ' to ' || $1::text$$);
+	UPDATE shardload.job SET last_tick = date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '3 days'
+	WHERE job_name IN ('daily-catch-up', 'daily-latest');
+	COMMIT;
+});
+ok($coord->poll_query_until('postgres', q{
+	SELECT count(*) = 4 FROM shardload.batches
+	WHERE (batch_key LIKE 'daily-catch-up@%' OR batch_key LIKE 'daily-latest@%') AND state = 'succeeded'}),
+	'the missed ticks were loaded');
+my $midnight = q{date_trunc('day', now() AT TIME ZONE 'UTC')};
+is($coord->safe_psql('postgres', qq{
+	SELECT string_agg(to_char($midnight - b.batch_key_day, 'FMDD'), ',' ORDER BY b.batch_id)
+	FROM (SELECT batch_id, substring(batch_key FROM '\@(.*)Z\$')::timestamp AS batch_key_day
+		  FROM shardload.batches WHERE batch_key LIKE 'daily-catch-up@%') b}),
+	'2,1,0', 'catch_up: one batch per missed tick, oldest first');
+is($coord->safe_psql('postgres', qq{
+	SELECT count(*) FROM shardload.batches
+	WHERE batch_key = 'daily-latest\@' || to_char($midnight, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')}),
+	'1', 'without catch_up: one batch, for the latest tick');
+
+is($shards[0]->safe_psql('postgres', q{
+	SELECT string_agg(split_part(note, ' ', 1) || ' ' || (split_part(split_part(note, ' to ', 2), ' ', 1)::date
+					  - split_part(note, ' ', 2)::date), ',' ORDER BY sale_id, note)
+	FROM sales_region_1 WHERE note LIKE 'catch-up %' OR note LIKE 'latest %'}),
+	'catch-up 1,catch-up 1,catch-up 1,latest 3',
+	'each catch-up window is one day; the latest window covers all three');
+
 done_testing();

@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use ShardloadCluster;
 
-my $duration = $ENV{SHARDLOAD_CHAOS_SECONDS} // 120;
+my $duration = $ENV{SHARDLOAD_CHAOS_SECONDS} || 120;
 my $seed = $ENV{SHARDLOAD_CHAOS_SEED} // int(time);
 srand($seed);
 note "chaos soak: $duration s of faults, seed $seed";
