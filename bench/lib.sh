@@ -5,8 +5,8 @@
 # Sourced after the script has set PG_BIN, BENCH_DIR, BENCH_OUT, BENCH_KEEP,
 # NSHARDS, COORD_PORT, DATA, LOGDIR, RESULTS and BENCH_LOG.  The script
 # provides coord_conf (extra postgresql.conf lines of the coordinator) and
-# may provide cleanup_hook (run first at exit) and EXTRA_DIRS (more
-# directories to create, chown and remove with the data).
+# may provide cleanup_hook (run first at exit) and EXTRA_DIR (one more
+# directory to create, chown and remove with the data).
 
 SERVERS=(coord)
 for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
@@ -84,7 +84,10 @@ cleanup() {
 		if mkdir -p "$BENCH_OUT" 2>/dev/null; then
 			cp -f "$LOGDIR"/* "$RESULTS"* "$BENCH_OUT"/ 2>/dev/null || true
 		fi
-		if [[ $BENCH_KEEP != 1 ]]; then rm -rf "$DATA" ${EXTRA_DIRS:-}; fi
+		if [[ $BENCH_KEEP != 1 ]]; then
+			rm -rf "$DATA"
+			[[ -z ${EXTRA_DIR:-} ]] || rm -rf "$EXTRA_DIR"
+		fi
 	fi
 	exit "$rc"
 }
@@ -100,7 +103,8 @@ setup_servers() {
 	local s port conf
 	stop_servers
 	rm -rf "$BENCH_DIR"
-	mkdir -p "$DATA" "$LOGDIR" ${EXTRA_DIRS:-}
+	mkdir -p "$DATA" "$LOGDIR"
+	[[ -z ${EXTRA_DIR:-} ]] || mkdir -p "$EXTRA_DIR"
 	: >"$RESULTS"
 	: >"$BENCH_LOG"
 	if [[ $EUID -eq 0 ]]; then chown -R postgres: "$BENCH_DIR"; fi

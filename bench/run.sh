@@ -144,7 +144,7 @@ SAMPLER_PID=
 cleanup_hook() {
 	if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
 }
-EXTRA_DIRS=$FILES
+EXTRA_DIR=$FILES
 
 # no background scheduler: it would run the submitted batches before the timed CALL
 coord_conf() {

@@ -3,6 +3,9 @@
 #   bash scripts/test-matrix.sh            # 15, 17 and 18
 #   bash scripts/test-matrix.sh 17         # one version
 #   bash scripts/test-matrix.sh prepare    # only make the roots
+# REGRESS, PROVE_TESTS, SKIP_REGRESS, SKIP_TAP and SHARDLOAD_CHAOS_SECONDS
+# pass through to scripts/test.sh, e.g.
+#   SKIP_TAP=1 REGRESS=values bash scripts/test-matrix.sh 18
 # 15 runs on this machine (Debian 12).  17 and 18 run in minimal Debian roots
 # made with debootstrap (17: Debian 13 "trixie", 18: Debian unstable "sid"),
 # cached under $SHARDLOAD_ROOTS (default /var/cache/pg_shardload/roots) so
@@ -30,14 +33,27 @@ root_packages() {
 	     "libpq-dev libipc-run-perl build-essential make gcc perl ca-certificates procps"
 }
 
-mount_proc() {
-	mountpoint -q "$1/proc" || mount -t proc proc "$1/proc"
+# /proc (postgresql-common and PostgreSQL need it) and /dev/shm (dynamic
+# shared memory) inside a root, while it is in use
+mount_root() {
+	{ mountpoint -q "$1/proc" || mount -t proc proc "$1/proc"; } &&
+		{ mountpoint -q "$1/dev/shm" || { mkdir -p "$1/dev/shm" && mount -t tmpfs shm "$1/dev/shm"; }; } ||
+		{ echo "could not mount /proc and /dev/shm in $1 (this needs root)" >&2; return 1; }
 }
 
-unmount_proc() {
-	mountpoint -q "$1/proc" && umount "$1/proc"
+unmount_root() {
+	local m
+	for m in "$1/dev/shm" "$1/proc"; do
+		mountpoint -q "$m" || continue
+		umount "$m" 2>/dev/null || umount -l "$m" ||
+			echo "warning: could not unmount $m" >&2
+	done
 	return 0
 }
+
+# leave no mount behind, however this script ends
+trap 'for r in "$roots"/pg*/; do [ -d "$r" ] && unmount_root "${r%/}"; done' EXIT
+trap 'exit 130' INT TERM
 
 # Makes (once) and returns the root for version $1.
 prepare_root() {
@@ -49,7 +65,8 @@ prepare_root() {
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
 			{ echo "could not install debootstrap" >&2; return 1; }
 	fi
-	rm -rf "$root"
+	unmount_root "$root"
+	rm -rf --one-file-system "$root"
 	mkdir -p "$roots"
 	echo "== making a $suite root for PostgreSQL $v in $root"
 	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$roots/pg$v.debootstrap.log" 2>&1 ||
@@ -61,7 +78,7 @@ prepare_root() {
 	# no daemons from package scripts in the root (its clusters are the tests')
 	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 	chmod +x "$root/usr/sbin/policy-rc.d"
-	mount_proc "$root"
+	mount_root "$root" || return 1
 	chroot "$root" sh -c "mkdir -p /etc/postgresql-common/createcluster.d &&
 		echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/no-main.conf &&
 		DEBIAN_FRONTEND=noninteractive apt-get $apt_opts update -qq &&
@@ -71,7 +88,7 @@ prepare_root() {
 	# pg_cron, where the suite packages it, for the pg_cron test
 	chroot "$root" sh -c "DEBIAN_FRONTEND=noninteractive apt-get $apt_opts install -y -qq --no-install-recommends postgresql-$v-cron" \
 		>>"$roots/pg$v.apt.log" 2>&1 || echo "note: postgresql-$v-cron is not packaged in $suite"
-	unmount_proc "$root"
+	unmount_root "$root"
 	[ $rc -eq 0 ] || { echo "apt-get failed: see $roots/pg$v.apt.log" >&2; return 1; }
 	touch "$root/.pg_shardload-ready"
 }
@@ -85,14 +102,14 @@ run_in_root() {
 	tar -C "$top" --exclude=.git --exclude=tmp_check --exclude=tmp_check_regress \
 		--exclude=results --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . |
 		tar -C "$root/build/pg_shardload" -xf -
-	mount_proc "$root"
-	mountpoint -q "$root/dev/shm" || mount -t tmpfs shm "$root/dev/shm"
+	mount_root "$root" || return 1
 	chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
 		PG_MAJOR="$v" PG_CFLAGS="${PG_CFLAGS:-}" ${SHARDLOAD_CHAOS_SECONDS:+SHARDLOAD_CHAOS_SECONDS="$SHARDLOAD_CHAOS_SECONDS"} \
+		${REGRESS:+REGRESS="$REGRESS"} ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+		${SKIP_REGRESS:+SKIP_REGRESS=1} ${SKIP_TAP:+SKIP_TAP=1} \
 		bash /build/pg_shardload/scripts/test.sh
 	rc=$?
-	umount "$root/dev/shm" 2>/dev/null
-	unmount_proc "$root"
+	unmount_root "$root"
 	return $rc
 }
 

@@ -21,6 +21,9 @@ tar -C "$top" --exclude=.git --exclude=tmp_check --exclude=tmp_check_regress \
 chown -R postgres:postgres "$work"
 
 # pg_shardload 0.1 in a copy of this PostgreSQL, for the upgrade test
+# (test/t/011_upgrade.pl); 0.1 was made for PostgreSQL 15, where not having
+# it fails the run
+old_release=PASS
 old_install=${PG_SHARDLOAD_OLD_DIR:-/tmp/pg_shardload-0.1}
 if old_why=$("$top/scripts/old-release.sh" "$old_install" 2>&1); then
 	SHARDLOAD_OLD_INSTALL=$(echo "$old_why" | tail -n 1)
@@ -29,7 +32,13 @@ if old_why=$("$top/scripts/old-release.sh" "$old_install" 2>&1); then
 else
 	SHARDLOAD_OLD_INSTALL=
 	old_why=$(echo "$old_why" | tail -n 1)
-	echo "upgrade test from 0.1 skipped: $old_why"
+	if [ "$PG_MAJOR" = 15 ]; then
+		echo "FAIL: pg_shardload 0.1 for the upgrade test: $old_why"
+		old_release=FAIL
+	else
+		echo "upgrade test from 0.1 skipped: $old_why"
+		old_release=SKIPPED
+	fi
 fi
 
 as_postgres() {
@@ -73,7 +82,8 @@ echo "==== pg_shardload test summary ===="
 echo "pg_regress: $regress"
 echo "TAP:        $tap"
 echo "docs:       $docs"
-if [ "$regress" != FAIL ] && [ "$tap" != FAIL ] && [ "$docs" != FAIL ]; then
+echo "0.1 build:  $old_release (for the upgrade test)"
+if [ "$regress" != FAIL ] && [ "$tap" != FAIL ] && [ "$docs" != FAIL ] && [ "$old_release" != FAIL ]; then
 	echo "ALL TESTS PASSED"
 	exit 0
 fi

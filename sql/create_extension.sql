@@ -1,6 +1,8 @@
 -- ==== installing the extension ====
 CREATE EXTENSION pg_shardload CASCADE;
-SELECT extname, extversion FROM pg_extension WHERE extname IN ('pg_shardload', 'postgres_fdw') ORDER BY 1;
+-- (postgres_fdw's own version differs between PostgreSQL releases)
+SELECT extname, CASE WHEN extname = 'pg_shardload' THEN extversion END AS extversion
+FROM pg_extension WHERE extname IN ('pg_shardload', 'postgres_fdw') ORDER BY 1;
 
 -- the public contract: views and their columns
 SELECT table_name, string_agg(column_name, ', ' ORDER BY ordinal_position) AS columns

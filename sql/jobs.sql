@@ -35,6 +35,8 @@ SELECT shardload.cron_next(',5 * * * *');
 SELECT shardload.cron_next('+5 * * * *');
 SELECT shardload.cron_next('*/ * * * *');
 SELECT shardload.cron_next('1- * * * *');
+SELECT shardload.cron_next('4294967301 * * * *');
+SELECT shardload.cron_next('*/4294967297 * * * *', '2026-11-26 10:07:30+00') AS huge_step_is_one_tick_an_hour;
 SELECT shardload.cron_next('* * * * * * *');
 SELECT shardload.cron_next(NULL) IS NULL AS strict;
 \set VERBOSITY terse

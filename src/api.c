@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "batch_control.h"
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
@@ -32,7 +33,6 @@ PG_FUNCTION_INFO_V1(shardload_cron_next);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
 static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
-static void set_batch_state(int64 batch_id, bool replay);
 
 static char *
 required_text(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -121,76 +121,17 @@ shardload_run(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * set_batch_state
- *	  cancel (replay false) or requeue (replay true) a batch the caller may
- *	  act on; throws 55000 when its state does not allow it.
- */
-static void
-set_batch_state(int64 batch_id, bool replay)
-{
-	ShardloadCatalogSession session;
-	ShardloadBatch *batch;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(batch_id)};
-	bool		allowed;
-
-	ShardloadCatalogBegin(&session);
-	batch = ShardloadBatchFetch(&session, batch_id, true);
-	ShardloadCatalogEnd(&session);
-	ShardloadCheckBatchAccess(batch);
-
-	if (replay)
-		allowed = batch->state == SHARDLOAD_BATCH_FAILED ||
-			batch->state == SHARDLOAD_BATCH_QUARANTINED ||
-			batch->state == SHARDLOAD_BATCH_DEAD ||
-			batch->state == SHARDLOAD_BATCH_CANCELLED;
-	else
-		allowed = batch->state != SHARDLOAD_BATCH_SUCCEEDED &&
-			batch->state != SHARDLOAD_BATCH_RUNNING &&
-			batch->state != SHARDLOAD_BATCH_CANCELLED;
-	if (!allowed)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s batch %lld because it is %s",
-						replay ? "replay" : "cancel", (long long) batch_id, ShardloadBatchStateName(batch->state)),
-				 replay ?
-				 errdetail("Only failed, quarantined, dead and cancelled batches can be replayed.") :
-				 errdetail("Succeeded, running and cancelled batches cannot be cancelled.")));
-	if (replay && batch->payload_purged)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payload of batch %lld was removed", (long long) batch_id),
-				 errhint("Submit the rows again under a new batch key.")));
-
-	ShardloadCatalogBegin(&session);
-	if (replay)
-	{
-		ShardloadSpiExec("UPDATE shardload.batch SET state = 'pending', series_start = attempts,"
-						 " next_attempt_at = now(), finished_at = NULL WHERE batch_id = $1",
-						 1, argtypes, values, NULL);
-		ShardloadSpiExec("UPDATE shardload.slice SET state = 'pending'"
-						 " WHERE batch_id = $1 AND state = 'failed'",
-						 1, argtypes, values, NULL);
-	}
-	else
-		ShardloadSpiExec("UPDATE shardload.batch SET state = 'cancelled', next_attempt_at = NULL,"
-						 " finished_at = now() WHERE batch_id = $1",
-						 1, argtypes, values, NULL);
-	ShardloadCatalogEnd(&session);
-}
-
 Datum
 shardload_cancel(PG_FUNCTION_ARGS)
 {
-	set_batch_state(PG_GETARG_INT64(0), false);
+	ShardloadChangeBatch(PG_GETARG_INT64(0), false);
 	PG_RETURN_VOID();
 }
 
 Datum
 shardload_replay(PG_FUNCTION_ARGS)
 {
-	set_batch_state(PG_GETARG_INT64(0), true);
+	ShardloadChangeBatch(PG_GETARG_INT64(0), true);
 	PG_RETURN_VOID();
 }
 

@@ -97,7 +97,7 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 		goto bad;
 	for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
-		int			from,
+		long		from,
 					to,
 					step = 1;
 		char	   *slash = strchr(item, '/');
@@ -108,7 +108,7 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 			*slash = '\0';
 			if (!isdigit((unsigned char) slash[1]))
 				goto bad;
-			step = (int) strtol(slash + 1, &end, 10);
+			step = strtol(slash + 1, &end, 10);
 			if (*end != '\0' || step <= 0)
 				goto bad;
 		}
@@ -124,13 +124,13 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 			/* digits only: strtol would also take " 5", "+5" and "-5" */
 			if (!isdigit((unsigned char) item[0]))
 				goto bad;
-			from = (int) strtol(item, &end, 10);
+			from = strtol(item, &end, 10);
 			dash = end;
 			if (*dash == '-')
 			{
 				if (!isdigit((unsigned char) dash[1]))
 					goto bad;
-				to = (int) strtol(dash + 1, &end, 10);
+				to = strtol(dash + 1, &end, 10);
 			}
 			else
 				to = slash ? hi : from;
@@ -139,7 +139,8 @@ parse_field(const char *expr, const char *text, int field, bool *bits, bool *res
 		}
 		if (from < lo || to > hi || from > to)
 			goto bad;
-		for (int v = from; v <= to; v += step)
+		/* (long: a huge number is out of range, not wrapped into it) */
+		for (long v = from; v <= to; v += Min(step, hi + 1))
 			bits[v] = true;
 	}
 	return;

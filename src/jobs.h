@@ -11,7 +11,7 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
-/* Job names travel to their runner in bgw_extra (see worker.c). */
+/* Job names travel to their runner in bgw_extra (see runner.c). */
 #define SHARDLOAD_JOB_NAME_MAX 100
 
 extern void ShardloadScheduleJob(const char *name, const char *cron, Oid target,

@@ -30,22 +30,22 @@
 #include "pg_shardload.h"
 
 /*
- * ShardloadExtensionOwner
- *	  The role that owns the pg_shardload extension in this database.
- *	  Throws if the extension is not installed.
+ * ShardloadInstalledVersion
+ *	  The version (extversion) of pg_shardload's catalog in this database,
+ *	  and its owner; NULL if the extension is not installed.
  */
-static void check_catalog_version(Relation rel, HeapTuple tuple);
-
-Oid
-ShardloadExtensionOwner(void)
+char *
+ShardloadInstalledVersion(Oid *owner)
 {
-	Oid			extoid = get_extension_oid("pg_shardload", false);
+	Oid			extoid = get_extension_oid("pg_shardload", true);
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	Oid			owner = InvalidOid;
+	char	   *version = NULL;
 
+	if (!OidIsValid(extoid))
+		return NULL;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(extoid));
@@ -53,42 +53,45 @@ ShardloadExtensionOwner(void)
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
 	{
-		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
-		check_catalog_version(rel, tuple);
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		version = isnull ? pstrdup("") : TextDatumGetCString(d);
+		if (owner)
+			*owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-
-	if (!OidIsValid(owner))
-		elog(ERROR, "could not find the owner of extension pg_shardload");
-	return owner;
+	return version;
 }
 
 /*
- * check_catalog_version
- *	  This library reads and writes the catalog of SHARDLOAD_CATALOG_VERSION
- *	  only: another version's columns and constraints differ, and acting on
- *	  them would misbehave.  Not checked while an extension script runs
- *	  (CREATE or ALTER EXTENSION moves the version itself).
+ * ShardloadExtensionOwner
+ *	  The role that owns the pg_shardload extension in this database.
+ *	  Throws if the extension is not installed, or if its catalog is of
+ *	  another version than this library's: another version's columns and
+ *	  constraints differ, and acting on them would misbehave.  Not checked
+ *	  while pg_shardload's own script runs (CREATE or ALTER EXTENSION moves
+ *	  the version itself).
  */
-static void
-check_catalog_version(Relation rel, HeapTuple tuple)
+Oid
+ShardloadExtensionOwner(void)
 {
-	bool		isnull;
-	Datum		d;
-	char	   *installed;
+	Oid			owner = InvalidOid;
+	char	   *installed = ShardloadInstalledVersion(&owner);
 
-	if (creating_extension)
-		return;
-	d = heap_getattr(tuple, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
-	installed = isnull ? "" : TextDatumGetCString(d);
-	if (strcmp(installed, SHARDLOAD_CATALOG_VERSION) != 0)
+	if (installed == NULL || !OidIsValid(owner))
+		elog(ERROR, "could not find the owner of extension pg_shardload");
+	if (strcmp(installed, SHARDLOAD_CATALOG_VERSION) != 0 &&
+		!(creating_extension && CurrentExtensionObject == get_extension_oid("pg_shardload", false)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_shardload's catalog in this database is version %s, but its library is version %s",
 						installed, SHARDLOAD_CATALOG_VERSION),
 				 errhint("Run ALTER EXTENSION pg_shardload UPDATE to bring the catalog to the library's version,"
 						 " or install the library of version %s and restart the server.", installed)));
+	return owner;
 }
 
 /*

@@ -61,6 +61,7 @@ typedef struct ShardloadBatch
 	char	   *lc_monetary;	/* of the submitting session, if money values */
 } ShardloadBatch;
 
+extern char *ShardloadInstalledVersion(Oid *owner);
 extern Oid	ShardloadExtensionOwner(void);
 extern void ShardloadCatalogBegin(ShardloadCatalogSession *session);
 extern void ShardloadCatalogEnd(ShardloadCatalogSession *session);

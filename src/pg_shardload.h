@@ -14,10 +14,10 @@
 
 /* Same (target, key) submitted again with other content. */
 #define ERRCODE_SHARDLOAD_BATCH_KEY_CONFLICT MAKE_SQLSTATE('S','L','0','0','1')
-/* A shard's ledger holds the slice with other content. */
 /* The catalog version (extversion) this library reads and writes. */
 #define SHARDLOAD_CATALOG_VERSION "0.2"
 
+/* A shard's ledger holds the slice with other content. */
 #define SQLSTATE_SHARDLOAD_LEDGER_MISMATCH "SL002"
 /* A foreign server now reaches another database than a slice went to. */
 #define SQLSTATE_SHARDLOAD_OTHER_SERVER "SL003"

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * worker.h
- *	  Background scheduler and runner workers.
+ *	  Background workers: the scheduler (scheduler.c) and the batch and
+ *	  job runners (runner.c).
  *-------------------------------------------------------------------------
  */
 #ifndef SHARDLOAD_WORKER_H
@@ -8,7 +9,16 @@
 
 #include "postgres.h"
 
+#include "postmaster/bgworker.h"
+
+/* bgw_extra of a job runner: the database's OID, then the job's name. */
+#define SHARDLOAD_JOB_RUNNER_NAME_MAX	(BGW_EXTRALEN - sizeof(Oid) - 1)
+
 extern void ShardloadWorkerInit(void);
+extern int	ShardloadClaimDueBatches(int64 *ids, int max, int64 *running, int nrunning,
+									 bool only_own);
+extern BackgroundWorkerHandle *ShardloadStartRunner(int64 batch_id, bool notify,
+													bool keep_going);
 extern int	ShardloadRunDue(int max_batches);
 extern PGDLLEXPORT void ShardloadSchedulerMain(Datum main_arg);
 extern PGDLLEXPORT void ShardloadRunnerMain(Datum main_arg);

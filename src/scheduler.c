@@ -1,17 +1,12 @@
 /*-------------------------------------------------------------------------
- * worker.c
- *	  Background workers: one scheduler per database named in
- *	  shardload.database (started from shared_preload_libraries), and one
- *	  short-lived runner per batch attempt, started by a scheduler or by
- *	  shardload.run_due().
- *
- *	  A scheduler wakes every shardload.naptime, and at once when a batch
- *	  is submitted, claims due batches (pending, retry_wait whose time has
- *	  come, or running under a lock nobody holds any more: its runner died)
- *	  taking one batch of each tenant per round, and keeps up to
- *	  shardload.max_workers runners busy.  A runner runs one attempt as the
- *	  role that submitted the batch; the batch's session lock keeps a
- *	  second runner out.
+ * scheduler.c
+ *	  One scheduler per database named in shardload.database (started
+ *	  from shared_preload_libraries).  It wakes every shardload.naptime,
+ *	  and at once when a batch is submitted (wake.c), claims due batches
+ *	  (pending, retry_wait whose time has come, or running under a lock
+ *	  nobody holds any more: its runner died) taking one batch of each
+ *	  tenant per round, and keeps up to shardload.max_workers runners
+ *	  (runner.c) busy; each due cron job ticks in a job runner of its own.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -19,6 +14,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -43,11 +39,6 @@
 #include "wake.h"
 #include "worker.h"
 
-
-
-/* Batches one scheduler's runner runs before it makes way for a new one. */
-#define RUNNER_MAX_BATCHES 200
-
 /* The job runners one scheduler has started, by job name. */
 #define MAX_JOB_RUNNERS 64
 typedef struct JobRunners
@@ -56,12 +47,6 @@ typedef struct JobRunners
 	char	   *names[MAX_JOB_RUNNERS];
 } JobRunners;
 
-/* bgw_extra of a job runner: the database's OID, then the job's name. */
-#define JOB_NAME_MAX	(BGW_EXTRALEN - sizeof(Oid) - 1)
-
-static int	claim_due_batches(int64 *ids, int max, int64 *running, int nrunning,
-							  bool only_own);
-static BackgroundWorkerHandle *start_runner(int64 batch_id, bool notify, bool keep_going);
 static void start_job_runners(JobRunners *runners, List *due);
 
 /*
@@ -125,6 +110,7 @@ static int	find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **
 						  TimestampTz *next_tick);
 static void start_batch_runners(RunnerSlots *slots, int64 *ids, int n);
 static void nap(TimestampTz next_tick);
+static bool catalog_is_current(void);
 
 /*
  * ShardloadSchedulerMain
@@ -237,17 +223,45 @@ find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_RUNNING, "pg_shardload: looking for due batches");
-	if (OidIsValid(get_extension_oid("pg_shardload", true)) && !creating_extension)
+	if (catalog_is_current())
 	{
 		*next_tick = ShardloadDueJobs(due_jobs);
 		if (free_slots > 0)
-			n = claim_due_batches(ids, free_slots, busy, nbusy, false);
+			n = ShardloadClaimDueBatches(ids, free_slots, busy, nbusy, false);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
+}
+
+/*
+ * catalog_is_current
+ *	  The extension is installed, not being created, and its catalog is
+ *	  this library's version.  A catalog of another version (the library
+ *	  was updated, ALTER EXTENSION UPDATE not run yet) is left alone, with
+ *	  one WARNING, rather than failed on at every turn.
+ */
+static bool
+catalog_is_current(void)
+{
+	static bool warned = false;
+	char	   *installed;
+
+	if (creating_extension || (installed = ShardloadInstalledVersion(NULL)) == NULL)
+		return false;
+	if (strcmp(installed, SHARDLOAD_CATALOG_VERSION) == 0)
+		return true;
+	if (!warned)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_shardload's catalog in database \"%s\" is version %s, but its library is version %s",
+						get_database_name(MyDatabaseId), installed, SHARDLOAD_CATALOG_VERSION),
+				 errdetail("The scheduler runs nothing in this database until the versions match."),
+				 errhint("Run ALTER EXTENSION pg_shardload UPDATE in it.")));
+	warned = true;
+	return false;
 }
 
 /*
@@ -261,7 +275,7 @@ start_batch_runners(RunnerSlots *slots, int64 *ids, int n)
 		for (int i = 0; i < RUNNER_SLOTS; i++)
 			if (slots->handles[i] == NULL)
 			{
-				slots->handles[i] = start_runner(ids[j], true, true);
+				slots->handles[i] = ShardloadStartRunner(ids[j], true, true);
 				slots->running[i] = ids[j];
 				break;
 			}
@@ -289,191 +303,6 @@ nap(TimestampTz next_tick)
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 timeout, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
-}
-
-/*
- * claim_due_batches
- *	  Up to max due batches, one per tenant per round, oldest first,
- *	  skipping those in running[] and those whose session lock is held.
- *	  With only_own, only the calling role's batches (unless it is an
- *	  admin).  Runs in the caller's transaction.
- */
-static int
-claim_due_batches(int64 *ids, int max, int64 *running, int nrunning, bool only_own)
-{
-	ShardloadCatalogSession session;
-	ShardloadArgs args = {0};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(nrunning, 1));
-	Oid			user = GetUserId();
-	int			n;
-
-	for (int i = 0; i < nrunning; i++)
-		elems[i] = Int64GetDatum(running[i]);
-	ShardloadArg(&args, INT8ARRAYOID,
-				 PointerGetDatum(construct_array(elems, nrunning, INT8OID, 8, true, TYPALIGN_DOUBLE)),
-				 false);
-	ShardloadArgInt4(&args, max);
-	ShardloadArgOid(&args, user);
-	ShardloadArgBool(&args, only_own && !ShardloadIsAdmin(user));
-	ShardloadArgInt4(&args, shardload_naptime);
-
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("SELECT batch_id FROM ("
-					" SELECT b.batch_id, row_number() OVER (PARTITION BY coalesce(b.tenant, '')"
-					"   ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id) AS turn,"
-					"   coalesce(b.next_attempt_at, b.created_at) AS due"
-					" FROM ("
-					/* each branch reads a partial index, not the whole history */
-					"   SELECT * FROM shardload.batch WHERE state IN ('pending', 'retry_wait')"
-					"     AND coalesce(next_attempt_at, '-infinity') <= now()"
-					"   UNION ALL"
-					"   SELECT * FROM shardload.batch r WHERE r.state = 'running'"
-					"     AND NOT EXISTS (SELECT 1 FROM shardload.attempt a WHERE a.batch_id = r.batch_id"
-					"       AND a.status = 'running'"
-					"       AND a.started_at > now() - make_interval(secs => $5))"
-					"     AND NOT EXISTS ("
-					"       SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
-					"       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-					"       AND l.classid::bigint = r.batch_id >> 32"
-					"       AND l.objid::bigint = r.batch_id & 4294967295"
-					"       AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")) b"
-					" WHERE b.batch_id <> ALL ($1)"
-					"   AND (NOT $4 OR b.owner = $3)) d"
-					" ORDER BY turn, due, batch_id LIMIT $2",
-					&args);
-	n = (int) SPI_processed;
-	for (int i = 0; i < n; i++)
-		ids[i] = ShardloadSpiInt64(i, 1, NULL);
-	ShardloadCatalogEnd(&session);
-	return n;
-}
-
-/*
- * start_runner
- *	  Start a dynamic worker for one attempt of batch_id; NULL if no
- *	  worker slot is free.  With notify, the runner's end sets our latch.
- */
-static BackgroundWorkerHandle *
-start_runner(int64 batch_id, bool notify, bool keep_going)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadRunnerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload runner for batch %lld",
-			 (long long) batch_id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload runner");
-	worker.bgw_main_arg = Int64GetDatum(batch_id);
-	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
-	memcpy(worker.bgw_extra + sizeof(Oid), &keep_going, sizeof(bool));
-	worker.bgw_notify_pid = notify ? MyProcPid : 0;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start background worker for batch %lld",
-						(long long) batch_id),
-				 errhint("Raise max_worker_processes or lower shardload.max_workers.")));
-		return NULL;
-	}
-	return handle;
-}
-
-/*
- * ShardloadRunnerMain
- *	  One attempt of one batch, as the role that submitted it.
- */
-void
-ShardloadRunnerMain(Datum main_arg)
-{
-	int64		batch_id = DatumGetInt64(main_arg);
-	Oid			database;
-	MemoryContext cxt;
-	bool		keep_going;
-	int64		busy[RUNNER_MAX_BATCHES];
-	int			nbusy = 0;
-
-	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
-	memcpy(&keep_going, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(bool));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
-	pgstat_report_appname("pg_shardload runner");
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload runner",
-								ALLOCSET_DEFAULT_SIZES);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
-	/* the load itself runs as the batch's owner, isolated (loader.c) */
-	(void) ShardloadRunBatch(batch_id, false, true);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-
-	/*
-	 * A scheduler's runner goes on with the next due batch, sparing a
-	 * process start per batch; a batch another runner holds is skipped.
-	 */
-	for (int done = 1; keep_going && done < RUNNER_MAX_BATCHES; done++)
-	{
-		int64		next;
-
-		CHECK_FOR_INTERRUPTS();
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		MemoryContextSwitchTo(cxt);
-		if (claim_due_batches(&next, 1, busy, nbusy, false) == 0)
-		{
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			break;
-		}
-		pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) next));
-		if (!ShardloadRunBatch(next, false, true) && nbusy < RUNNER_MAX_BATCHES)
-			busy[nbusy++] = next;
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextReset(cxt);
-	}
-	pgstat_report_activity(STATE_IDLE, NULL);
-	proc_exit(0);
-}
-
-/*
- * ShardloadRunDue
- *	  Run up to max_batches due batches in runners and wait for them;
- *	  returns how many were started.  For schedulers outside the server
- *	  (cron); works without shared_preload_libraries.
- */
-int
-ShardloadRunDue(int max_batches)
-{
-	int64	   *ids = palloc(sizeof(int64) * Max(max_batches, 1));
-	BackgroundWorkerHandle **handles = palloc0(sizeof(*handles) * Max(max_batches, 1));
-	int			n;
-	int			started = 0;
-
-	if (max_batches <= 0)
-		return 0;
-	n = claim_due_batches(ids, max_batches, NULL, 0, true);
-	for (int i = 0; i < n; i++)
-	{
-		handles[i] = start_runner(ids[i], true, false);
-		if (handles[i])
-			started++;
-	}
-	for (int i = 0; i < n; i++)
-		if (handles[i])
-			(void) WaitForBackgroundWorkerShutdown(handles[i]);
-	return started;
 }
 
 /*
@@ -522,13 +351,13 @@ start_job_runners(JobRunners *runners, List *due)
 			continue;			/* still at an earlier tick */
 		if (slot < 0 || nrunning >= shardload_max_workers)
 			break;				/* the rest at the next wake-up */
-		if (strlen(name) > JOB_NAME_MAX)
+		if (strlen(name) > SHARDLOAD_JOB_RUNNER_NAME_MAX)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_NAME_TOO_LONG),
 					 errmsg("job name \"%s\" is too long to run", name),
 					 errhint("Schedule the job again under a name of at most %d bytes.",
-							 (int) JOB_NAME_MAX)));
+							 (int) SHARDLOAD_JOB_RUNNER_NAME_MAX)));
 			continue;
 		}
 		memset(&worker, 0, sizeof(worker));
@@ -540,7 +369,7 @@ start_job_runners(JobRunners *runners, List *due)
 		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload job runner for %s", name);
 		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload job runner");
 		memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
-		strlcpy(worker.bgw_extra + sizeof(Oid), name, JOB_NAME_MAX + 1);
+		strlcpy(worker.bgw_extra + sizeof(Oid), name, SHARDLOAD_JOB_RUNNER_NAME_MAX + 1);
 		/* no notice at its end: a failing tick is retried at the next wake-up, not at once */
 		worker.bgw_notify_pid = 0;
 		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
@@ -555,33 +384,4 @@ start_job_runners(JobRunners *runners, List *due)
 		runners->names[slot] = pstrdup(name);
 		nrunning++;
 	}
-}
-
-/*
- * ShardloadJobRunnerMain
- *	  The due ticks of one job (jobs.c), then exit.
- */
-void
-ShardloadJobRunnerMain(Datum main_arg)
-{
-	Oid			database;
-	char		name[JOB_NAME_MAX + 1];
-
-	memcpy(&database, MyBgworkerEntry->bgw_extra, sizeof(Oid));
-	strlcpy(name, MyBgworkerEntry->bgw_extra + sizeof(Oid), sizeof(name));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
-	pgstat_report_appname("pg_shardload job runner");
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: job %s", name));
-	if (OidIsValid(get_extension_oid("pg_shardload", true)))
-		ShardloadRunJob(name);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	proc_exit(0);
 }

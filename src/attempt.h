@@ -1,0 +1,49 @@
+/*-------------------------------------------------------------------------
+ * attempt.h
+ *	  One attempt to run a batch, as loader.c runs it and outcome.c
+ *	  records it.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_ATTEMPT_H
+#define SHARDLOAD_ATTEMPT_H
+
+#include "copy_stream.h"
+#include "failure.h"
+#include "metadata.h"
+
+/* A slice of the batch as this attempt sees it. */
+typedef struct RunSlice
+{
+	int			slice_no;
+	Oid			partition;
+	int64		rows;
+	int64		bytes;
+	bool		was_committed;	/* before this attempt */
+	bool		committed;
+	bool		local;
+	char	   *shard;
+	int64		first_line;
+	char	   *first_detail;
+	bool		deferred;		/* its server's circuit is open */
+	char	   *signature;		/* its destination at capture (route_check.c) */
+	char	   *identity;		/* the shard it was last sent to */
+	struct StreamSlice *stream; /* foreign slices: what the stream made of it */
+	ShardloadFailure *failure;
+} RunSlice;
+
+typedef struct RunState
+{
+	ShardloadBatch *batch;
+	int			attempt;
+	char	   *coordinator_id;
+	int			nslices;
+	RunSlice   *slices;
+	ShardloadFailure *failure;	/* a failure of the whole attempt */
+	ShardloadStage stage;			/* where the attempt is, for caught errors */
+	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
+	bool		fixed_forms;	/* payload in fixed value forms */
+} RunState;
+
+extern void ShardloadRecordOutcome(RunState *rs);
+
+#endif							/* SHARDLOAD_ATTEMPT_H */

@@ -1,0 +1,228 @@
+/*-------------------------------------------------------------------------
+ * outcome.c
+ *	  The last step of an attempt (loader.c): record how it went.  Each
+ *	  slice's state, the circuit breakers of the servers it reached, the
+ *	  attempt's failure (classified, with the retry policy's decision) and
+ *	  the batch's next state; then tell the caller.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "attempt.h"
+#include "circuit.h"
+#include "classify.h"
+#include "metadata.h"
+#include "route_check.h"
+
+static void record_circuits(RunState *rs);
+static int	record_slices(RunState *rs, ShardloadCatalogSession *session,
+						  ShardloadFailure **worst, ShardloadDecision *decision);
+
+/*
+ * record_circuits
+ *	  Tell each server's circuit breaker how this attempt went with it.
+ */
+static void
+record_circuits(RunState *rs)
+{
+	List	   *seen = NIL;
+
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		ShardloadCatalogSession session;
+		Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+		Datum		values[3];
+
+		if (slice->stream == NULL || slice->stream->sent_identity == NULL)
+			continue;
+		/* where it went, so that a retry goes to the same database only */
+		values[0] = Int64GetDatum(rs->batch->batch_id);
+		values[1] = Int32GetDatum(slice->slice_no);
+		values[2] = CStringGetTextDatum(slice->stream->sent_identity);
+		ShardloadCatalogBegin(&session);
+		ShardloadSpiExec("UPDATE shardload.slice SET shard_identity = $3"
+						 " WHERE batch_id = $1 AND slice_no = $2", 3, argtypes, values, NULL);
+		ShardloadCatalogEnd(&session);
+		ShardloadShardIdentitySet(slice->shard, slice->stream->sent_identity);
+	}
+
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		ListCell   *lc;
+		bool		dup = false;
+
+		if (slice->shard == NULL || slice->was_committed || slice->deferred)
+			continue;
+		foreach(lc, seen)
+			if (strcmp(lfirst(lc), slice->shard) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		seen = lappend(seen, slice->shard);
+		if (slice->committed)
+			ShardloadCircuitRecord(slice->shard, true, NULL, NULL);
+		else if (slice->failure)
+			ShardloadCircuitRecord(slice->shard, false,
+								   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
+								   ShardloadFailureText(slice->failure));
+	}
+}
+
+/*
+ * record_slices
+ *	  Store the state of each slice this attempt tried, inside the caller's
+ *	  catalog session; the most serious failure (and its decision) goes to
+ *	  *worst.  Returns how many slices failed.
+ */
+static int
+record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure **worst,
+			  ShardloadDecision *decision)
+{
+	Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
+	ShardloadDecision candidate;
+	int			nfailed = 0;
+
+	values[0] = Int64GetDatum(rs->batch->batch_id);
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+		char		snulls[3] = {' ', ' ', ' '};
+
+		if (slice->was_committed)
+			continue;
+		values[1] = Int32GetDatum(slice->slice_no);
+		if (slice->shard)
+			values[2] = CStringGetTextDatum(slice->shard);
+		else
+			snulls[2] = 'n';
+		if (slice->committed)
+		{
+			Oid			ctypes[4] = {INT8OID, INT4OID, TEXTOID, INT8OID};
+			char		cnulls[4] = {' ', ' ', snulls[2], ' '};
+			Datum		cvalues[4] = {values[0], values[1], values[2],
+			Int64GetDatum(slice->stream ? slice->stream->nskip : 0)};
+
+			/* a slice found in the ledger keeps the count it was loaded with */
+			ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
+							 " committed_at = coalesce(committed_at, now()), shard = $3,"
+							 " rows_rejected = CASE WHEN $4 > 0 THEN $4 ELSE rows_rejected END"
+							 " WHERE batch_id = $1 AND slice_no = $2",
+							 4, ctypes, cvalues, cnulls);
+		}
+		else if (slice->failure)
+		{
+			nfailed++;
+			ShardloadSpiExec("UPDATE shardload.slice SET state = 'failed', shard = $3"
+							 " WHERE batch_id = $1 AND slice_no = $2 AND slice_no <> 0",
+							 3, argtypes, values, snulls);
+			/* the most serious failure speaks for the attempt */
+			ShardloadClassify(session, slice->failure->sqlstate, &candidate);
+			if (*worst == NULL || candidate.failure_type > decision->failure_type)
+			{
+				*worst = slice->failure;
+				*decision = candidate;
+			}
+		}
+	}
+	return nfailed;
+}
+
+/*
+ * ShardloadRecordOutcome
+ *	  Store slice states, the attempt's outcome and the batch's next state;
+ *	  tell the caller how it went.
+ */
+void
+ShardloadRecordOutcome(RunState *rs)
+{
+	ShardloadCatalogSession session;
+	ShardloadFailure *worst = rs->failure;
+	ShardloadDecision decision;
+	int			nfailed;
+	ShardloadArgs args = {0};
+
+	memset(&decision, 0, sizeof(decision));
+	record_circuits(rs);
+	ShardloadCatalogBegin(&session);
+	if (worst != NULL)
+		ShardloadClassify(&session, worst->sqlstate, &decision);
+	nfailed = record_slices(rs, &session, &worst, &decision);
+	ShardloadArgInt8(&args, rs->batch->batch_id);	/* $1 */
+	ShardloadArgInt4(&args, rs->attempt);	/* $2 */
+	if (worst == NULL)
+	{
+		ShardloadArgText(&args, "succeeded");	/* $3: the batch's state */
+		for (int i = 4; i <= 9; i++)	/* $4-$9: stage ... message */
+			ShardloadArgText(&args, NULL);
+		ShardloadArgNull(&args, FLOAT8OID); /* $10: retry delay */
+		ShardloadArgText(&args, "NONE");	/* $11: next action */
+		for (int i = 12; i <= 15; i++)	/* $12-$15: the failure's parts */
+			ShardloadArgText(&args, NULL);
+	}
+	else
+	{
+		ShardloadPolicy *policy = ShardloadPolicyFor(&session, rs->batch);
+
+		ShardloadDecide(policy, rs->attempt - rs->batch->series_start, &decision);
+		ShardloadArgText(&args, ShardloadBatchStateName(decision.state));
+		ShardloadArgText(&args, ShardloadStageName(worst->stage));
+		ShardloadArgText(&args, worst->shard);
+		ShardloadArgText(&args, decision.failure_type_name);
+		ShardloadArgText(&args, decision.reason);
+		ShardloadArgText(&args, worst->sqlstate);
+		ShardloadArgText(&args, nfailed > 1 ?
+						 psprintf("%s\n(%d slices failed in this attempt)",
+								  ShardloadFailureText(worst), nfailed) :
+						 ShardloadFailureText(worst));
+		if (strcmp(decision.next_action, "RETRY") == 0)
+			ShardloadArgFloat8(&args, decision.delay);
+		else
+			ShardloadArgNull(&args, FLOAT8OID);
+		ShardloadArgText(&args, decision.next_action);
+		ShardloadArgText(&args, worst->message);
+		ShardloadArgText(&args, worst->detail);
+		ShardloadArgText(&args, worst->hint);
+		ShardloadArgText(&args, worst->context);
+	}
+	ShardloadSpiRun("UPDATE shardload.attempt SET finished_at = clock_timestamp(),"
+					" status = CASE WHEN $3 = 'succeeded' THEN 'succeeded' ELSE 'failed' END,"
+					" stage = $4, shard = $5, failure_type = $6, reason = $7, sqlstate = $8,"
+					" message = $9, next_action = $11,"
+					" primary_message = $12, detail = $13, hint = $14, context = $15,"
+					" next_attempt_at = clock_timestamp() + make_interval(secs => $10)"
+					" WHERE batch_id = $1 AND attempt = $2",
+					&args);
+	ShardloadSpiRun("UPDATE shardload.batch SET state = $3, last_failure_type = $6,"
+					" last_reason = $7,"
+					" next_attempt_at = clock_timestamp() + make_interval(secs => $10),"
+					" finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'quarantined', 'dead')"
+					"  THEN clock_timestamp() END,"
+					" rows_loaded = (SELECT coalesce(sum(s.rows - s.rows_rejected), 0)"
+					"  FROM shardload.slice s WHERE s.batch_id = $1 AND s.state = 'committed'),"
+					" rows_rejected = (SELECT count(*) FROM shardload.reject r WHERE r.batch_id = $1)"
+					" WHERE batch_id = $1",
+					&args);
+	ShardloadCatalogEnd(&session);
+
+	if (worst != NULL)
+	{
+		char	   *rest = ShardloadFailureDetailText(worst);
+
+		ereport(WARNING,
+				(errmsg("batch %lld failed at stage %s%s%s: %s",
+						(long long) rs->batch->batch_id, ShardloadStageName(worst->stage),
+						worst->shard ? " on server " : "",
+						worst->shard ? quote_identifier(worst->shard) : "", worst->message),
+				 rest ? errdetail_internal("%s", rest) : 0,
+				 errhint("The failure is %s (%s); the batch is now %s, next action %s.",
+						 decision.failure_type_name, decision.reason, ShardloadBatchStateName(decision.state),
+						 decision.next_action)));
+	}
+}
