@@ -98,6 +98,24 @@ ShardloadClaimDueBatches(int64 *ids, int max, int64 *running, int nrunning, bool
 }
 
 /*
+ * ShardloadInitDynamicWorker
+ *	  A dynamic worker of this library in this database (its OID first in
+ *	  bgw_extra), never restarted; the caller names it and adds its data.
+ */
+void
+ShardloadInitDynamicWorker(BackgroundWorker *worker, const char *function, const char *type)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker->bgw_library_name, "pg_shardload", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker->bgw_type, type, BGW_MAXLEN);
+	memcpy(worker->bgw_extra, &MyDatabaseId, sizeof(Oid));
+}
+
+/*
  * ShardloadStartRunner
  *	  Start a dynamic worker for one attempt of batch_id; NULL if no
  *	  worker slot is free.  With notify, the runner's end sets our latch.
@@ -108,17 +126,10 @@ ShardloadStartRunner(int64 batch_id, bool notify, bool keep_going)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadRunnerMain");
+	ShardloadInitDynamicWorker(&worker, "ShardloadRunnerMain", "pg_shardload runner");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload runner for batch %lld",
 			 (long long) batch_id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload runner");
 	worker.bgw_main_arg = Int64GetDatum(batch_id);
-	memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
 	memcpy(worker.bgw_extra + sizeof(Oid), &keep_going, sizeof(bool));
 	worker.bgw_notify_pid = notify ? MyProcPid : 0;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))

@@ -360,15 +360,8 @@ start_job_runners(JobRunners *runners, List *due)
 							 (int) SHARDLOAD_JOB_RUNNER_NAME_MAX)));
 			continue;
 		}
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_shardload");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ShardloadJobRunnerMain");
+		ShardloadInitDynamicWorker(&worker, "ShardloadJobRunnerMain", "pg_shardload job runner");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "pg_shardload job runner for %s", name);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "pg_shardload job runner");
-		memcpy(worker.bgw_extra, &MyDatabaseId, sizeof(Oid));
 		strlcpy(worker.bgw_extra + sizeof(Oid), name, SHARDLOAD_JOB_RUNNER_NAME_MAX + 1);
 		/* no notice at its end: a failing tick is retried at the next wake-up, not at once */
 		worker.bgw_notify_pid = 0;

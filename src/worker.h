@@ -17,6 +17,8 @@
 extern void ShardloadWorkerInit(void);
 extern int	ShardloadClaimDueBatches(int64 *ids, int max, int64 *running, int nrunning,
 									 bool only_own);
+extern void ShardloadInitDynamicWorker(BackgroundWorker *worker, const char *function,
+									   const char *type);
 extern BackgroundWorkerHandle *ShardloadStartRunner(int64 batch_id, bool notify,
 													bool keep_going);
 extern int	ShardloadRunDue(int max_batches);
