@@ -345,6 +345,23 @@ phase_fdw_copy() {
 	record_time fdw_copy "$SLOW_ROWS" "$(secs_between "$t0" "$t1")"
 }
 
+# pgloader (Debian's package) loading the same COPY-text file into the
+# parent, as a user would without pg_shardload: its rows reach the shards
+# through postgres_fdw.  Skipped (recorded as failed) without pgloader.
+phase_pgloader() {
+	local t0 t1
+	command -v pgloader >/dev/null || { log "  pgloader is not installed (apt-get install pgloader)"; return 1; }
+	reset_all
+	t0=$(now)
+	pgloader --type copy --field "sale_id,region_id,sale_amount,sale_date,note" \
+		--logfile "$LOGDIR/pgloader.log" --root-dir "$BENCH_DIR/pgloader" \
+		"$FILES/slow.copy" "postgresql://postgres@127.0.0.1:$COORD_PORT/postgres?tablename=sales" \
+		>>"$LOGDIR/pgloader.log" 2>&1 || { log "  pgloader failed, see $LOGDIR/pgloader.log"; return 1; }
+	t1=$(now)
+	verify_shards "$EXPECT_SLOW"
+	record_time pgloader "$SLOW_ROWS" "$(secs_between "$t0" "$t1")"
+}
+
 set_batch_size() {
 	local n
 	for ((n = 1; n <= NSHARDS; n++)); do
@@ -448,7 +465,7 @@ report() {
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
 		for key in limit run submit e2e split_e2e rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
-			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy; do
+			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy pgloader; do
 			case $key in
 				limit) label="3. limit: direct COPY into the 3 shards in parallel" ;;
 				run) label="1. pg_shardload load phase (CALL shardload.run)" ;;
@@ -458,6 +475,7 @@ report() {
 				fdw_insert_bs1) label="4a. INSERT..SELECT via postgres_fdw, batch_size 1" ;;
 				fdw_insert_bs1000) label="4b. INSERT..SELECT via postgres_fdw, batch_size 1000" ;;
 				fdw_copy) label="5. COPY into the parent via postgres_fdw" ;;
+				pgloader) label="7. pgloader into the parent (via postgres_fdw)" ;;
 				rej_clean) label="6a. end to end, on_error reject, clean text rows" ;;
 				rej_bad) label="6b. end to end, on_error reject, 1% bad text rows" ;;
 				rej_*_submit) label="    of which submit (server clock)" ;;
@@ -605,6 +623,7 @@ main() {
 		# row-by-row paths first, with postgres_fdw's default batch_size (1)
 		phase fdw_insert_bs1 phase_fdw_insert fdw_insert_bs1 "$SLOW_ROWS" "$EXPECT_SLOW"
 		phase fdw_copy phase_fdw_copy
+		phase pgloader phase_pgloader
 		set_batch_size 1000
 		for ((i = 1; i <= REPEAT; i++)); do
 			phase fdw_insert_bs1000 phase_fdw_insert fdw_insert_bs1000 "$ROWS" "$EXPECT_ALL"
