@@ -20,6 +20,14 @@ ALTER TABLE shardload.attempt DROP CONSTRAINT attempt_stage_check;
 ALTER TABLE shardload.attempt ADD CONSTRAINT attempt_stage_check
 	CHECK (stage IN ('CAPTURE', 'ROUTE', 'CONNECT', 'LEDGER', 'COPY', 'COMMIT', 'VERIFY'));
 
+-- ==== claiming due batches from an index ====
+
+-- the due batches of each tenant in the order they are claimed, so that a
+-- claim reads the first few of each tenant instead of sorting all of them
+CREATE INDEX batch_tenant_due_idx ON shardload.batch
+	((coalesce(tenant, '')), (coalesce(next_attempt_at, created_at)), batch_id)
+	WHERE state IN ('pending', 'retry_wait');
+
 -- ==== failures, stored as the server reported them ====
 
 -- attempt.message keeps the whole text (primary message, then DETAIL, HINT

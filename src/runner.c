@@ -67,16 +67,44 @@ ShardloadClaimDueBatches(int64 *ids, int max, int64 *running, int nrunning, bool
 	ShardloadArgInt4(&args, shardload_naptime);
 
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("SELECT batch_id FROM ("
-					" SELECT b.batch_id, row_number() OVER (PARTITION BY coalesce(b.tenant, '')"
-					"   ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id) AS turn,"
-					"   coalesce(b.next_attempt_at, b.created_at) AS due"
-					" FROM ("
-					/* each branch reads a partial index, not the whole history */
-					"   SELECT * FROM shardload.batch WHERE state IN ('pending', 'retry_wait')"
-					"     AND coalesce(next_attempt_at, '-infinity') <= now()"
+	/*
+	 * The tenants that have waiting batches, found by skipping through
+	 * batch_tenant_due_idx (one probe per tenant); then for each tenant its
+	 * first $2 due batches from the same index.  So a claim reads at most
+	 * tenants x $2 rows, however many batches are due.  Batches left
+	 * "running" by a runner that died come from their own small index.
+	 */
+	ShardloadSpiRun("WITH RECURSIVE tenants(t) AS ("
+					"   (SELECT coalesce(tenant, '') FROM shardload.batch"
+					"    WHERE state IN ('pending', 'retry_wait')"
+					"    ORDER BY coalesce(tenant, '') LIMIT 1)"
 					"   UNION ALL"
-					"   SELECT * FROM shardload.batch r WHERE r.state = 'running'"
+					"   SELECT (SELECT coalesce(b.tenant, '') FROM shardload.batch b"
+					"           WHERE b.state IN ('pending', 'retry_wait')"
+					"             AND coalesce(b.tenant, '') > tenants.t"
+					"           ORDER BY coalesce(b.tenant, '') LIMIT 1)"
+					"   FROM tenants WHERE tenants.t IS NOT NULL)"
+					" SELECT batch_id FROM ("
+					" SELECT c.batch_id, row_number() OVER (PARTITION BY c.t ORDER BY c.due, c.batch_id) AS turn,"
+					"   c.due"
+					" FROM ("
+					"   SELECT tenants.t, d.batch_id, d.due FROM tenants"
+					"   CROSS JOIN LATERAL ("
+					"     SELECT b.batch_id, coalesce(b.next_attempt_at, b.created_at) AS due"
+					"     FROM shardload.batch b"
+					"     WHERE b.state IN ('pending', 'retry_wait')"
+					"       AND coalesce(b.tenant, '') = tenants.t"
+					"       AND coalesce(b.next_attempt_at, b.created_at) <= now()"
+					"       AND b.batch_id <> ALL ($1)"
+					"       AND (NOT $4 OR b.owner = $3)"
+					"     ORDER BY coalesce(b.next_attempt_at, b.created_at), b.batch_id"
+					"     LIMIT $2) d"
+					"   WHERE tenants.t IS NOT NULL"
+					"   UNION ALL"
+					"   SELECT coalesce(r.tenant, ''), r.batch_id, coalesce(r.next_attempt_at, r.created_at)"
+					"   FROM shardload.batch r WHERE r.state = 'running'"
+					"     AND r.batch_id <> ALL ($1)"
+					"     AND (NOT $4 OR r.owner = $3)"
 					"     AND NOT EXISTS (SELECT 1 FROM shardload.attempt a WHERE a.batch_id = r.batch_id"
 					"       AND a.status = 'running'"
 					"       AND a.started_at > now() - make_interval(secs => $5))"
@@ -85,9 +113,7 @@ ShardloadClaimDueBatches(int64 *ids, int max, int64 *running, int nrunning, bool
 					"       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 					"       AND l.classid::bigint = r.batch_id >> 32"
 					"       AND l.objid::bigint = r.batch_id & 4294967295"
-					"       AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")) b"
-					" WHERE b.batch_id <> ALL ($1)"
-					"   AND (NOT $4 OR b.owner = $3)) d"
+					"       AND l.objsubid = " CppAsString2(SHARDLOAD_LOCK_FIELD4) ")) c) e"
 					" ORDER BY turn, due, batch_id LIMIT $2",
 					&args);
 	n = (int) SPI_processed;
