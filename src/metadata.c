@@ -230,6 +230,24 @@ ShardloadSpiInt64(int row, int col, bool *isnull)
 }
 
 /*
+ * typed_value
+ *	  Column col (1-based) of row of the last result, which must be of
+ *	  type; (Datum) 0 if NULL.
+ */
+static Datum
+typed_value(int row, int col, Oid type, bool *isnull)
+{
+	bool		null;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+
+	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != type)
+		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
+	if (isnull)
+		*isnull = null;
+	return null ? (Datum) 0 : d;
+}
+
+/*
  * ShardloadSpiBool
  *	  Column col (1-based) of row of the last result as a boolean; false
  *	  if NULL.
@@ -237,14 +255,7 @@ ShardloadSpiInt64(int row, int col, bool *isnull)
 bool
 ShardloadSpiBool(int row, int col, bool *isnull)
 {
-	bool		null;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
-
-	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != BOOLOID)
-		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
-	if (isnull)
-		*isnull = null;
-	return null ? false : DatumGetBool(d);
+	return DatumGetBool(typed_value(row, col, BOOLOID, isnull));
 }
 
 /*
@@ -256,13 +267,11 @@ double
 ShardloadSpiFloat8(int row, int col, bool *isnull)
 {
 	bool		null;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+	Datum		d = typed_value(row, col, FLOAT8OID, &null);
 
-	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != FLOAT8OID)
-		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
 	if (isnull)
 		*isnull = null;
-	return null ? 0 : DatumGetFloat8(d);
+	return null ? 0 : DatumGetFloat8(d);	/* float8 Datums are pointers on some platforms */
 }
 
 /*
@@ -274,13 +283,11 @@ TimestampTz
 ShardloadSpiTimestampTz(int row, int col, bool *isnull)
 {
 	bool		null;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &null);
+	Datum		d = typed_value(row, col, TIMESTAMPTZOID, &null);
 
-	if (SPI_gettypeid(SPI_tuptable->tupdesc, col) != TIMESTAMPTZOID)
-		elog(ERROR, "unexpected type %u in catalog result", SPI_gettypeid(SPI_tuptable->tupdesc, col));
 	if (isnull)
 		*isnull = null;
-	return null ? 0 : DatumGetTimestampTz(d);
+	return null ? 0 : DatumGetTimestampTz(d);	/* int8 Datums may be pointers too */
 }
 
 /*

@@ -68,18 +68,14 @@ ShardloadCancelRemote(ShardConnParams **params, int *pids, int n, int timeout_ms
 	{
 		cancel_all(conns, params, pids, n, deadline);
 	}
-	PG_CATCH();
+	PG_FINALLY();
 	{
-		/* nothing left open; the error has reset the interrupt holdoff */
+		/* nothing left open (on error, the error resets the interrupt holdoff) */
 		for (int i = 0; i < n; i++)
 			finish_cancel(&conns[i]);
 		MemoryContextSwitchTo(old);
-		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	for (int i = 0; i < n; i++)
-		finish_cancel(&conns[i]);
-	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	RESUME_INTERRUPTS();
 }

@@ -171,6 +171,25 @@ ShardloadSchedulerMain(Datum main_arg)
 }
 
 /*
+ * still_running
+ *	  Whether the worker of *handle runs; a stopped one's handle is freed
+ *	  and cleared, so its slot is free again.
+ */
+static bool
+still_running(BackgroundWorkerHandle **handle)
+{
+	pid_t		pid;
+
+	if (*handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(*handle, &pid) != BGWH_STOPPED)
+		return true;
+	pfree(*handle);
+	*handle = NULL;
+	return false;
+}
+
+/*
  * reap_runners
  *	  Forget runners that have finished; returns how many still run.
  */
@@ -181,17 +200,10 @@ reap_runners(RunnerSlots *slots)
 
 	for (int i = 0; i < RUNNER_SLOTS; i++)
 	{
-		pid_t		pid;
-
-		if (slots->handles[i] &&
-			GetBackgroundWorkerPid(slots->handles[i], &pid) == BGWH_STOPPED)
-		{
-			pfree(slots->handles[i]);
-			slots->handles[i] = NULL;
-			slots->running[i] = 0;
-		}
-		if (slots->handles[i])
+		if (still_running(&slots->handles[i]))
 			nrunning++;
+		else
+			slots->running[i] = 0;
 	}
 	return nrunning;
 }
@@ -319,18 +331,13 @@ start_job_runners(JobRunners *runners, List *due)
 
 	for (int i = 0; i < MAX_JOB_RUNNERS; i++)
 	{
-		pid_t		pid;
-
-		if (runners->handles[i] &&
-			GetBackgroundWorkerPid(runners->handles[i], &pid) == BGWH_STOPPED)
+		if (still_running(&runners->handles[i]))
+			nrunning++;
+		else if (runners->names[i])
 		{
-			pfree(runners->handles[i]);
 			pfree(runners->names[i]);
-			runners->handles[i] = NULL;
 			runners->names[i] = NULL;
 		}
-		if (runners->handles[i])
-			nrunning++;
 	}
 	foreach(lc, due)
 	{
