@@ -4,7 +4,7 @@ OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA         = $(wildcard pg_shardload--*.sql)
 PG_CPPFLAGS  = -I$(libpq_srcdir)
 SHLIB_LINK   = $(libpq)
-REGRESS      = create_extension submit routing resume rights failures rejects run_due values isolation jobs upgrade
+REGRESS      = create_extension submit routing resume rights failures rejects run_due values isolation jobs inbox upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf \
                --temp-instance=$(CURDIR)/tmp_check_regress
 TAP_TESTS    = 1

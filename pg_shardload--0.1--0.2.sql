@@ -72,3 +72,32 @@ CREATE FUNCTION shardload.prepare_shard(server name) RETURNS text
 	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_prepare_shard';
 COMMENT ON FUNCTION shardload.prepare_shard(name)
 	IS 'create the slice ledger on a shard through the caller''s user mapping; returns what was done';
+
+-- ==== the COPY path: inboxes ====
+
+-- a batch whose rows came through an inbox (COPY or INSERT)
+ALTER TABLE shardload.batch DROP CONSTRAINT batch_source_kind_check;
+ALTER TABLE shardload.batch ADD CONSTRAINT batch_source_kind_check
+	CHECK (source_kind IN ('query', 'csv', 'file', 'copy'));
+
+CREATE FUNCTION shardload.inbox_handler() RETURNS fdw_handler
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_inbox_handler';
+CREATE FUNCTION shardload.inbox_validator(text[], oid) RETURNS void
+	LANGUAGE C STRICT AS 'MODULE_PATHNAME', 'shardload_inbox_validator';
+CREATE FOREIGN DATA WRAPPER shardload_inbox
+	HANDLER shardload.inbox_handler VALIDATOR shardload.inbox_validator;
+COMMENT ON FOREIGN DATA WRAPPER shardload_inbox
+	IS 'inboxes: foreign tables that COPY and INSERT submit batches through';
+CREATE SERVER shardload_inbox FOREIGN DATA WRAPPER shardload_inbox;
+COMMENT ON SERVER shardload_inbox IS 'the server every inbox belongs to';
+-- any role may make an inbox; writing through one needs INSERT on its target
+GRANT USAGE ON FOREIGN SERVER shardload_inbox TO PUBLIC;
+
+CREATE FUNCTION shardload.create_inbox(target regclass, inbox text DEFAULT NULL,
+									   on_error text DEFAULT 'stop', reject_limit bigint DEFAULT 0,
+									   policy text DEFAULT NULL, tenant text DEFAULT NULL,
+									   batch_key text DEFAULT NULL)
+	RETURNS regclass
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_create_inbox';
+COMMENT ON FUNCTION shardload.create_inbox(regclass, text, text, bigint, text, text, text)
+	IS 'make the inbox (a foreign table) that COPY loads batches of a target through; name each batch with shardload.batch_key or the inbox''s batch_key';

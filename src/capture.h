@@ -11,6 +11,7 @@
 #include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 
+#include "pg_shardload.h"
 #include "reject.h"
 #include "routing.h"
 #include "value_forms.h"
@@ -57,7 +58,9 @@ extern char *ShardloadCaptureFinish(Capture *cap);
 extern void ShardloadCaptureRecordSlices(Capture *cap);
 extern void ShardloadAppendCopyText(StringInfo buf, const char *value);
 
+extern Capture *ShardloadSubmissionCapture(ShardloadSubmission *sub);
 extern void ShardloadCaptureFromQuery(Capture *cap, const char *query, Datum *ticks);
+extern void ShardloadCaptureExpectText(Capture *cap);
 extern void ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							const char *format, bool header);
 

@@ -326,9 +326,7 @@ ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	if (cap->reject_mode)
-		cap->checker = ShardloadRowCheckerCreate(router, NULL);
-	cap->recoder = ShardloadRecoderCreate(router->rel, router->ncolumns, router->columns);
+	ShardloadCaptureExpectText(cap);
 	for (;;)
 	{
 		MemoryContext old;
@@ -359,6 +357,22 @@ ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 	error_context_stack = errcallback.previous;
 	EndCopyFrom(cstate);
 	free_parsestate(pstate);
+}
+
+/*
+ * ShardloadCaptureExpectText
+ *	  Rows will come as text fields, as COPY reads them: parse them as this
+ *	  session would (recoded to the fixed forms), and in reject mode check
+ *	  each one against its column first.
+ */
+void
+ShardloadCaptureExpectText(Capture *cap)
+{
+	ShardloadRouter *router = cap->router;
+
+	if (cap->reject_mode)
+		cap->checker = ShardloadRowCheckerCreate(router, NULL);
+	cap->recoder = ShardloadRecoderCreate(router->rel, router->ncolumns, router->columns);
 }
 
 /*

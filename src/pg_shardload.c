@@ -12,6 +12,7 @@
 
 #include "miscadmin.h"
 
+#include "inbox.h"
 #include "pg_shardload.h"
 #include "worker.h"
 
@@ -104,6 +105,13 @@ _PG_init(void)
 							3600 * 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("shardload.batch_key",
+							   "Names the batch that the next COPY or INSERT into an inbox submits.",
+							   "\"%n\" in the key stands for the statement's number under this key in this session (1, 2, ...); setting the key starts the count again.",
+							   &shardload_batch_key,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, ShardloadBatchKeyAssign, NULL);
 	MarkGUCPrefixReserved("shardload");
 
 	/* no workers while pg_upgrade runs the server */

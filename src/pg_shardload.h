@@ -55,13 +55,13 @@ typedef enum ShardloadFailureType
 } ShardloadFailureType;
 
 
-/* capture.c */
+/* submit.c */
 typedef struct ShardloadSubmitArgs
 {
 	Oid			target;
 	char	   *batch_key;
 	char	   *source;			/* query, CSV text or file path */
-	const char *source_kind;	/* "query", "csv" or "file" */
+	const char *source_kind;	/* "query", "csv", "file" or "copy" */
 	char	   *policy;
 	char	   *on_error;
 	int64		reject_limit;
@@ -72,7 +72,11 @@ typedef struct ShardloadSubmitArgs
 	Datum		ticks[2];
 } ShardloadSubmitArgs;
 
+typedef struct ShardloadSubmission ShardloadSubmission;
+
 extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);
+extern ShardloadSubmission *ShardloadSubmitBegin(ShardloadSubmitArgs *args);
+extern int64 ShardloadSubmitEnd(ShardloadSubmission *sub);
 extern bool ShardloadIsTickKey(const char *key);
 
 /* loader.c */

@@ -35,6 +35,15 @@ static void finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char
 static void check_same_content(int64 batch_id, ShardloadSubmitArgs *args,
 							   Relation rel, const char *hash);
 
+/* A submission between ShardloadSubmitBegin and ShardloadSubmitEnd. */
+struct ShardloadSubmission
+{
+	ShardloadSubmitArgs *args;
+	Relation	rel;
+	Capture    *cap;
+	bool		is_new;			/* false: the key was taken; only hash */
+};
+
 /*
  * ShardloadSubmit
  *	  Capture the rows of args->source as a batch of args->target and
@@ -44,35 +53,64 @@ static void check_same_content(int64 batch_id, ShardloadSubmitArgs *args,
 int64
 ShardloadSubmit(ShardloadSubmitArgs *args)
 {
-	Relation	rel;
+	ShardloadSubmission *sub = ShardloadSubmitBegin(args);
+
+	capture_rows(sub->cap, args);
+	return ShardloadSubmitEnd(sub);
+}
+
+/*
+ * ShardloadSubmitBegin
+ *	  Check the arguments and rights, claim the batch key and start the
+ *	  capture its rows go to (ShardloadSubmissionCapture).  Allocates in the
+ *	  current memory context, which must last until ShardloadSubmitEnd.
+ */
+ShardloadSubmission *
+ShardloadSubmitBegin(ShardloadSubmitArgs *args)
+{
+	ShardloadSubmission *sub = palloc0(sizeof(ShardloadSubmission));
 	ShardloadRouter *router;
-	Capture    *cap;
-	bool		is_new;
 	int64		batch_id;
-	char	   *hash;
 
 	validate_args(args);
-	rel = table_open(args->target, AccessShareLock);
+	sub->args = args;
+	sub->rel = table_open(args->target, AccessShareLock);
 	if (pg_class_aclcheck(args->target, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
-	router = ShardloadRouterCreate(rel);
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(sub->rel));
+	router = ShardloadRouterCreate(sub->rel);
 	check_columns_travel(router);
 
-	batch_id = claim_batch_key(args, rel, &is_new);
-	cap = ShardloadCaptureCreate(router, batch_id, is_new,
-						strcmp(args->on_error, "reject") == 0);
-	capture_rows(cap, args);
-	hash = ShardloadCaptureFinish(cap);
+	batch_id = claim_batch_key(args, sub->rel, &sub->is_new);
+	sub->cap = ShardloadCaptureCreate(router, batch_id, sub->is_new,
+									  strcmp(args->on_error, "reject") == 0);
+	return sub;
+}
 
-	if (is_new)
-		finish_new_batch(cap, args, hash);
+Capture *
+ShardloadSubmissionCapture(ShardloadSubmission *sub)
+{
+	return sub->cap;
+}
+
+/*
+ * ShardloadSubmitEnd
+ *	  Finish the capture: record a new batch's slices and hash, or check
+ *	  that a taken key holds the same content.  Returns the batch id.
+ */
+int64
+ShardloadSubmitEnd(ShardloadSubmission *sub)
+{
+	char	   *hash = ShardloadCaptureFinish(sub->cap);
+
+	if (sub->is_new)
+		finish_new_batch(sub->cap, sub->args, hash);
 	else
-		check_same_content(batch_id, args, rel, hash);
+		check_same_content(sub->cap->batch_id, sub->args, sub->rel, hash);
 
-	table_close(rel, NoLock);
-	if (is_new)
+	table_close(sub->rel, NoLock);
+	if (sub->is_new)
 		ShardloadWakeSchedulerAtCommit();
-	return batch_id;
+	return sub->cap->batch_id;
 }
 
 static void
