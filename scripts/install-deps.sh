@@ -17,10 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# pg_cron, for test/t/012_pg_cron.pl (the test is skipped where it is not packaged)
-if ! dpkg-query -W -f='${Status}' "postgresql-$v-cron" 2>/dev/null | grep -q "ok installed"; then
+# Optional: pg_cron for test/t/012_pg_cron.pl, pgloader for test/t/013_copy_path.pl
+# (and bench/run.sh); what is not packaged is skipped by its test
+for p in "postgresql-$v-cron" pgloader; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" && continue
 	export DEBIAN_FRONTEND=noninteractive
-	{ apt-get install -y -qq --no-install-recommends "postgresql-$v-cron" ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "postgresql-$v-cron"; }; } \
-		>/dev/null 2>&1 || echo "note: postgresql-$v-cron could not be installed; the pg_cron test is skipped"
-fi
+	{ apt-get install -y -qq --no-install-recommends "$p" ||
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "$p"; }; } \
+		>/dev/null 2>&1 || echo "note: $p could not be installed; the tests that need it are skipped"
+done

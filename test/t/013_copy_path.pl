@@ -1,0 +1,183 @@
+# The COPY path with real COPY clients: psql's \copy (CSV, text, another
+# encoding) and pgloader load files through an inbox, the background worker
+# loads the batches onto three shards, and repeating a load, or cutting a
+# COPY off half way, never loads a row twice.
+use strict;
+use warnings FATAL => 'all';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use ShardloadCluster;
+
+my $coord = start_coordinator('coordinator', worker => 1);
+my @shards = start_shards($coord, 3);
+stage_rows($coord, 'staging', 30000, 3);
+my $dir = PostgreSQL::Test::Utils::tempdir;
+my $csv = "$dir/sales.csv";
+my $text = "$dir/sales.txt";
+$coord->safe_psql('postgres',
+	"COPY (SELECT * FROM staging WHERE sale_id <= 20000 ORDER BY sale_id) TO '$csv' (FORMAT csv, HEADER)");
+$coord->safe_psql('postgres',
+	"COPY (SELECT * FROM staging WHERE sale_id > 20000 ORDER BY sale_id) TO '$text'");
+is($coord->safe_psql('postgres', "SELECT shardload.create_inbox('sales')"),
+	'sales_inbox', 'the inbox is made beside its target');
+
+# psql running each command in turn in one session; returns (exit code,
+# stdout, stderr)
+sub psql_run
+{
+	my (@commands) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose',
+			'-d', $coord->connstr('postgres'), map { ('-c', $_) } @commands ],
+		'>', \$out, '2>', \$err);
+	return ($? >> 8, $out, $err);
+}
+
+sub batch_state
+{
+	my ($key) = @_;
+	return $coord->safe_psql('postgres',
+		"SELECT state || ' ' || rows_total || ' ' || rows_loaded FROM shardload.batches WHERE batch_key = '$key'");
+}
+
+sub wait_loaded
+{
+	my ($key) = @_;
+	return $coord->poll_query_until('postgres',
+		"SELECT state = 'succeeded' FROM shardload.batches WHERE batch_key = '$key'");
+}
+
+sub digest
+{
+	my ($node, $from) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) || ' ' || md5(string_agg(format('%s|%s|%s|%s|%s', sale_id, region_id, "
+		  . "sale_amount, sale_date, coalesce(note, '<null>')), ',' ORDER BY sale_id)) FROM $from");
+}
+
+# ==== psql \copy, CSV with a header: the worker loads it ====
+my ($rc, $out, $err) = psql_run(
+	"SET shardload.batch_key = 'file-csv'", "\\copy sales_inbox FROM '$csv' WITH (FORMAT csv, HEADER)");
+is($rc, 0, '\copy into the inbox succeeds') or diag($err);
+like($out, qr/^COPY 20000$/m, 'COPY reports the batch\'s rows');
+ok(wait_loaded('file-csv'), 'the worker loaded the batch');
+is(batch_state('file-csv'), 'succeeded 20000 20000', 'every row loaded');
+
+# ==== psql \copy, text format: the second file ====
+($rc, $out, $err) = psql_run("SET shardload.batch_key = 'file-text'", "\\copy sales_inbox FROM '$text'");
+is($rc, 0, '\copy of a text file succeeds') or diag($err);
+like($out, qr/^COPY 10000$/m, 'COPY reports 10000 rows');
+ok(wait_loaded('file-text'), 'the worker loaded the text batch');
+for my $i (1 .. 3)
+{
+	is(digest($shards[ $i - 1 ], "sales_region_$i"),
+		digest($coord, "staging WHERE region_id = $i"),
+		"shard $i holds exactly the staged rows, byte for byte");
+}
+
+# ==== the same file again: nothing new; other content under the key: SL001 ====
+($rc, $out, $err) = psql_run(
+	"SET shardload.batch_key = 'file-csv'", "\\copy sales_inbox FROM '$csv' WITH (FORMAT csv, HEADER)");
+is($rc, 0, 'copying the same file under the same key succeeds');
+like($err, qr/already submitted as batch \d+ with the same content/, 'and says nothing new was queued');
+($rc, $out, $err) = psql_run(
+	"SET shardload.batch_key = 'file-csv'", "\\copy sales_inbox FROM '$text'");
+isnt($rc, 0, 'other content under a used key fails');
+like($err, qr/ERROR:  SL001: batch key "file-csv" of table "sales" was already used for other content/,
+	'with SQLSTATE SL001');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM shardload.batches'), '2',
+	'no batch was added');
+
+# ==== another encoding: COPY converts, the shard gets the same characters ====
+my $latin1 = "$dir/latin1.csv";
+open(my $fh, '>:raw', $latin1) or die;
+print $fh "90001,1,1.00,2026-11-30,caf\xe9 cr\xe8me \xbd\n";
+close($fh);
+($rc, $out, $err) = psql_run(
+	"SET shardload.batch_key = 'file-latin1'", "\\copy sales_inbox FROM '$latin1' WITH (FORMAT csv, ENCODING 'LATIN1')");
+is($rc, 0, 'a LATIN1 file is taken') or diag($err);
+ok(wait_loaded('file-latin1'), 'and loaded');
+is($shards[0]->safe_psql('postgres', 'SELECT note FROM sales_region_1 WHERE sale_id = 90001'),
+	"caf\xc3\xa9 cr\xc3\xa8me \xc2\xbd", 'the shard holds the same characters, in UTF-8');
+
+# ==== a COPY cut off half way leaves no batch; the retry loads once ====
+my $big = "$dir/big.csv";
+$coord->safe_psql('postgres',
+	"COPY (SELECT g + 100000, (g % 3) + 1, 1.00, '2026-11-30', repeat('x', 200) FROM generate_series(1, 400000) g) TO '$big' (FORMAT csv)");
+# a trigger on the inbox slows the COPY down, so that it can be cut off
+$coord->safe_psql('postgres', q{
+	CREATE FUNCTION slow_inbox() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.sale_id::bigint % 2000 = 0 THEN PERFORM pg_sleep(0.05); END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER slow_inbox BEFORE INSERT ON sales_inbox FOR EACH ROW EXECUTE FUNCTION slow_inbox();
+});
+my ($h, $hout, $herr) = start_psql($coord,
+	"SET shardload.batch_key = 'file-cut';\n\\copy sales_inbox FROM '$big' WITH (FORMAT csv)\n");
+ok($coord->poll_query_until('postgres',
+		"SELECT coalesce(max(tuples_processed), 0) > 1000 FROM pg_stat_progress_copy"),
+	'the big COPY is under way');
+$coord->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_progress_copy WHERE relid = 'sales_inbox'::regclass");
+$h->finish;
+like($$herr, qr/terminat|connection/i, 'the client saw its COPY cut off');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE batch_key = 'file-cut'"),
+	'0', 'no batch was left behind');
+$coord->safe_psql('postgres', 'DROP TRIGGER slow_inbox ON sales_inbox');
+($rc, $out, $err) = psql_run(
+	"SET shardload.batch_key = 'file-cut'", "\\copy sales_inbox FROM '$big' WITH (FORMAT csv)");
+is($rc, 0, 'the COPY runs again') or diag($err);
+ok(wait_loaded('file-cut'), 'and is loaded');
+is($coord->safe_psql('postgres',
+		"SELECT count(*) || ' ' || count(DISTINCT sale_id) FROM sales WHERE sale_id > 100000"),
+	'400000 400000', 'every row of the cut COPY once');
+
+# ==== pgloader: one file, several COPY statements, "%n" keys, rejects ====
+SKIP:
+{
+	skip 'pgloader is not installed', 8 unless system('pgloader --version >/dev/null 2>&1') == 0;
+	my $pgl_csv = "$dir/pgloader.csv";
+	$coord->safe_psql('postgres',
+		"COPY (SELECT g + 600000, (g % 3) + 1, (g % 1000) / 10.0, '2026-11-30', 'pgloader ' || g FROM generate_series(1, 5000) g) TO '$pgl_csv' (FORMAT csv)");
+	PostgreSQL::Test::Utils::append_to_file($pgl_csv, "700001,1,not a number,2026-11-30,bad\n700002,7,1.00,2026-11-30,no shard\n");
+	$coord->safe_psql('postgres',
+		"SELECT shardload.create_inbox('sales', 'sales_pgloader', on_error => 'reject', reject_limit => 10, batch_key => 'pgloader-%n')");
+	my $user = getpwuid($<);
+	my $load = "$dir/sales.load";
+	PostgreSQL::Test::Utils::append_to_file($load, qq{LOAD CSV FROM '$pgl_csv'
+  INTO postgresql://$user\@unix:${\ $coord->host}:${\ $coord->port}/postgres?tablename=sales_pgloader
+  WITH fields terminated by ',', batch rows = 2000
+  -- pgloader takes a NOTICE for an error and drops the COPY: keep them out
+  SET client_min_messages to 'warning';
+});
+	for my $run (1 .. 2)
+	{
+		my ($pout, $perr) = ('', '');
+		IPC::Run::run([ 'pgloader', '--root-dir', "$dir/pgloader", $load ], '>', \$pout, '2>', \$perr);
+		is($? >> 8, 0, "pgloader run $run succeeds") or diag($pout . $perr);
+	}
+	my $parts = $coord->safe_psql('postgres',
+		"SELECT count(*) FROM shardload.batches WHERE batch_key LIKE 'pgloader-%'");
+	cmp_ok($parts, '>', 1, "pgloader sent the file as $parts COPY statements, one batch each");
+	is($coord->safe_psql('postgres',
+			"SELECT sum(rows_total) || ' ' || sum(rows_rejected) FROM shardload.batches WHERE batch_key LIKE 'pgloader-%'"),
+		'5002 2', 'the second run added nothing; two rows were rejected');
+	ok($coord->poll_query_until('postgres',
+			"SELECT bool_and(state = 'succeeded') FROM shardload.batches WHERE batch_key LIKE 'pgloader-%'"),
+		'the worker loaded every part');
+	is($coord->safe_psql('postgres',
+			"SELECT count(*) || ' ' || count(DISTINCT sale_id) FROM sales WHERE sale_id > 600000"),
+		'5000 5000', 'every good row once');
+	is($coord->safe_psql('postgres',
+			"SELECT string_agg(sqlstate || ' ' || raw_row, '; ' ORDER BY raw_row) FROM shardload.rejects r "
+			  . "JOIN shardload.batches b USING (batch_id) WHERE b.batch_key LIKE 'pgloader-%'"),
+		"22P02 700001\t1\tnot a number\t2026-11-30\tbad; 23514 700002\t7\t1.00\t2026-11-30\tno shard",
+		'the bad rows are kept with their reason (as the COPY text pgloader sent)');
+	is(ledger_count($shards[0]) + ledger_count($shards[1]) + ledger_count($shards[2]),
+		$coord->safe_psql('postgres', "SELECT count(*) FROM shardload.slices WHERE state = 'committed'"),
+		'one ledger row per committed slice');
+}
+
+done_testing();
