@@ -124,6 +124,16 @@ COPY events_inbox (id, region, note) FROM STDIN (FORMAT csv, DELIMITER ';', QUOT
 SELECT batch_id AS b FROM shardload.batches WHERE batch_key = 'events-csv-quote' \gset
 CALL shardload.run(:b);
 SELECT id, note, note IS NULL AS is_null FROM events WHERE id >= 20 ORDER BY id;
+-- FORCE_NULL, and WHERE on the fields as text: rows it skips are not in the batch
+SET shardload.batch_key = 'events-csv-where';
+COPY events_inbox (id, region, note) FROM STDIN (FORMAT csv, FORCE_NULL (note)) WHERE region <> '2';
+23,1,""
+24,2,"skipped"
+25,1,"kept"
+\.
+SELECT batch_id AS b, rows_total FROM shardload.batches WHERE batch_key = 'events-csv-where' \gset
+CALL shardload.run(:b);
+SELECT :rows_total AS rows_total, id, note, note IS NULL AS is_null FROM events WHERE id BETWEEN 23 AND 25 ORDER BY id;
 
 SELECT tableoid::regclass AS partition, count(*) FROM events GROUP BY 1 ORDER BY 1;
 
