@@ -22,7 +22,7 @@
 #   MEM_MID       rows of the middle run (per-row cost)  (1000000)
 #   MEM_LARGE     rows of the large memory run           (5000000)
 #   REPEAT        runs of each fast phase; best is kept  (3)
-#   PHASES        which phases to run                    (limit run e2e rej fdw mem)
+#   PHASES        which phases to run                    (limit run e2e copy rej fdw mem)
 #   BENCH_KEEP    1: leave the servers' data dirs behind (0)
 #   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
 
@@ -37,15 +37,15 @@ MEM_SMALL=${MEM_SMALL:-100000}
 MEM_MID=${MEM_MID:-1000000}
 MEM_LARGE=${MEM_LARGE:-5000000}
 REPEAT=${REPEAT:-3}
-PHASES=${PHASES:-limit run e2e rej fdw mem}
+PHASES=${PHASES:-limit run e2e copy rej fdw mem}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_OUT=${BENCH_OUT:-$SCRIPT_DIR/out}
 
 # Targets from the issue.
 TARGET_LOAD=0.8        # load phase / limit
-TARGET_E2E=0.5         # end to end / limit
-TARGET_FDW=3           # end to end / fastest path through the foreign partitions
+TARGET_E2E=0.8         # end to end (load, COPY path) / limit
+TARGET_FDW=3.5         # end to end / fastest path through the foreign partitions
 TARGET_MEM_MB=64       # peak(MEM_LARGE) - peak(MEM_SMALL)
 TARGET_PER_ROW=1.2     # cost per row at MEM_LARGE / at MEM_MID (same generated source)
 TARGET_REJ=2.0         # time with 1% bad rows / time of the clean batch, on_error => 'reject'
@@ -170,6 +170,10 @@ setup_data() {
 	done
 	pg coord -c "COPY (SELECT * FROM staging_sales WHERE sale_id <= $SLOW_ROWS ORDER BY sale_id)
 	             TO '$FILES/slow.copy'"
+	# every row, in one file, for the COPY path
+	pg coord -c "COPY (SELECT * FROM staging_sales ORDER BY sale_id) TO '$FILES/all.copy'"
+	pg coord -c "SELECT shardload.create_inbox('sales')" \
+		-c "SELECT shardload.create_inbox('sales', 'sales_pgloader', batch_key => 'bench-pgloader-%n')" >/dev/null
 	record avg_row_bytes "$(cat "$FILES"/region_*.copy | wc -c | awk -v r="$ROWS" '{ printf "%.1f", $1 / r }')"
 	log "  $ROWS rows, $(get avg_row_bytes) bytes per row as COPY text," \
 		"staging table $(pg coord -c "SELECT pg_size_pretty(pg_table_size('staging_sales'))")"
@@ -266,6 +270,23 @@ phase_shardload_e2e() {
 	record_time e2e "$ROWS" "$(secs_between "$t0" "$t1")"
 }
 
+# 8. The COPY path: a COPY client (psql) sends every row into the inbox,
+# then CALL shardload.run loads the batch; COPY alone is timed too.
+phase_copy_path() {
+	local key=$1 bid t0 t1 t2
+	reset_all
+	t0=$(now)
+	pg coord -c "SET shardload.batch_key = '$key'" -c "COPY sales_inbox FROM STDIN" <"$FILES/all.copy" >/dev/null
+	t1=$(now)
+	bid=$(pg coord -c "SELECT batch_id FROM shardload.batches WHERE batch_key = '$key'")
+	pg coord -c "CALL shardload.run($bid)"
+	t2=$(now)
+	verify_batch "$bid" "$ROWS"
+	verify_shards "$EXPECT_ALL"
+	record_time copy_in "$ROWS" "$(secs_between "$t0" "$t1")"
+	record_time copy_path "$ROWS" "$(secs_between "$t0" "$t2")"
+}
+
 # 6. The cost of rejecting rows: CALL shardload.load (submit, commit, run)
 # with on_error => 'reject' from the text-typed staging, clean (rej_clean) or
 # with 1% bad rows (rej_bad).  The submit part is taken from the server's
@@ -360,6 +381,28 @@ phase_pgloader() {
 	t1=$(now)
 	verify_shards "$EXPECT_SLOW"
 	record_time pgloader "$SLOW_ROWS" "$(secs_between "$t0" "$t1")"
+}
+
+# 9. pgloader through the COPY path: the same file as 7., into the inbox
+# (keys "bench-pgloader-%n", one batch per COPY pgloader sends), then every
+# batch run.
+phase_pgloader_inbox() {
+	local t0 t1 bid
+	command -v pgloader >/dev/null || { log "  pgloader is not installed (apt-get install pgloader)"; return 1; }
+	reset_all
+	t0=$(now)
+	pgloader --type copy --field "sale_id,region_id,sale_amount,sale_date,note" \
+		--with "batch rows = 50000" --set "client_min_messages='warning'" \
+		--logfile "$LOGDIR/pgloader_inbox.log" --root-dir "$BENCH_DIR/pgloader" \
+		"$FILES/slow.copy" "postgresql://postgres@127.0.0.1:$COORD_PORT/postgres?tablename=sales_pgloader" \
+		>>"$LOGDIR/pgloader_inbox.log" 2>&1 || { log "  pgloader failed, see $LOGDIR/pgloader_inbox.log"; return 1; }
+	for bid in $(pg coord -c "SELECT batch_id FROM shardload.batches WHERE batch_key LIKE 'bench-pgloader-%' ORDER BY 1"); do
+		pg coord -c "CALL shardload.run($bid)"
+	done
+	t1=$(now)
+	verify_shards "$EXPECT_SLOW"
+	log "  pgloader sent $(pg coord -c "SELECT count(*) FROM shardload.batches WHERE batch_key LIKE 'bench-pgloader-%'") batches"
+	record_time pgloader_inbox "$SLOW_ROWS" "$(secs_between "$t0" "$t1")"
 }
 
 set_batch_size() {
@@ -464,8 +507,8 @@ report() {
 		echo
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
-		for key in limit run submit e2e split_e2e rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
-			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy pgloader; do
+		for key in limit run submit e2e split_e2e copy_path copy_in rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
+			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy pgloader pgloader_inbox; do
 			case $key in
 				limit) label="3. limit: direct COPY into the 3 shards in parallel" ;;
 				run) label="1. pg_shardload load phase (CALL shardload.run)" ;;
@@ -476,6 +519,9 @@ report() {
 				fdw_insert_bs1000) label="4b. INSERT..SELECT via postgres_fdw, batch_size 1000" ;;
 				fdw_copy) label="5. COPY into the parent via postgres_fdw" ;;
 				pgloader) label="7. pgloader into the parent (via postgres_fdw)" ;;
+				copy_path) label="8. COPY path: COPY into the inbox + CALL run" ;;
+				copy_in) label="   of which COPY into the inbox" ;;
+				pgloader_inbox) label="9. pgloader through the COPY path (inbox + run)" ;;
 				rej_clean) label="6a. end to end, on_error reject, clean text rows" ;;
 				rej_bad) label="6b. end to end, on_error reject, 1% bad text rows" ;;
 				rej_*_submit) label="    of which submit (server clock)" ;;
@@ -559,6 +605,12 @@ report() {
 		printf '%-64s %8s  %s\n' "end to end >= $TARGET_E2E x limit" "$a" "$(verdict "$a" "$TARGET_E2E" ge)"
 		a=$(ratio "$e2e_rate" "$fastest")
 		printf '%-64s %8s  %s\n' "end to end >= $TARGET_FDW x fastest fdw path (${fastest_key:-none})" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
+		local copy_rate
+		copy_rate=$(rate "$(get copy_path.rows)" "$(get copy_path.secs)")
+		a=$(ratio "$copy_rate" "$lim_rate")
+		printf '%-64s %8s  %s\n' "COPY path >= $TARGET_E2E x limit" "$a" "$(verdict "$a" "$TARGET_E2E" ge)"
+		a=$(ratio "$copy_rate" "$fastest")
+		printf '%-64s %8s  %s\n' "COPY path >= $TARGET_FDW x fastest fdw path (${fastest_key:-none})" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
 		a=$(ratio "$run_rate" "$fastest")
 		printf '%-64s %8s  %s\n' "(load phase >= $TARGET_FDW x fastest fdw path)" "$a" "$(verdict "$a" "$TARGET_FDW" ge)"
 		a=$(ratio "$(get rej_bad.secs)" "$(get rej_clean.secs)")
@@ -614,6 +666,7 @@ main() {
 		want limit && phase limit phase_limit
 		want run && phase run phase_shardload_run "bench-run-$i"
 		want e2e && phase e2e phase_shardload_e2e "bench-e2e-$i"
+		want copy && phase copy_path phase_copy_path "bench-copy-$i"
 		if want rej; then
 			phase rej_clean phase_reject rej_clean staging_text "bench-rej-clean-$i"
 			phase rej_bad phase_reject rej_bad staging_text_bad "bench-rej-bad-$i"
@@ -624,6 +677,7 @@ main() {
 		phase fdw_insert_bs1 phase_fdw_insert fdw_insert_bs1 "$SLOW_ROWS" "$EXPECT_SLOW"
 		phase fdw_copy phase_fdw_copy
 		phase pgloader phase_pgloader
+		phase pgloader_inbox phase_pgloader_inbox
 		set_batch_size 1000
 		for ((i = 1; i <= REPEAT; i++)); do
 			phase fdw_insert_bs1000 phase_fdw_insert fdw_insert_bs1000 "$ROWS" "$EXPECT_ALL"
