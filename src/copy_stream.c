@@ -27,6 +27,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "conn_cache.h"
 #include "copy_stream.h"
 #include "ledger.h"
 #include "payload.h"
@@ -71,7 +72,8 @@ static bool exit_callback_registered = false;
 #define PROGRESS_FIRST_SLICE 10
 #define PROGRESS_SLICES		10
 
-static void start_connect(StreamShard *sh);
+static void start_connect(StreamBatch *batch, StreamShard *sh);
+static void finish_shard(StreamShard *sh);
 static ShardloadStage stream_stage(StreamShard **shards, int nshards);
 static void fail_timeout(StreamShard *sh);
 typedef struct CancelTargets
@@ -148,7 +150,7 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 	PG_TRY();
 	{
 		for (int i = 0; i < nshards; i++)
-			start_connect(shards[i]);
+			start_connect(batch, shards[i]);
 		for (;;)
 		{
 			bool		active = false;
@@ -328,13 +330,24 @@ report_progress(StreamBatch *batch, StreamSlice *slice, const char *data, int le
  *	  Reserve a file descriptor and begin a non-blocking connection.
  */
 static void
-start_connect(StreamShard *sh)
+start_connect(StreamBatch *batch, StreamShard *sh)
 {
 	sh->state = STREAM_CONNECTING;
 	sh->current = 0;
 	if (sh->nslices == 0)
 	{
 		sh->state = STREAM_DONE;
+		return;
+	}
+	/* a runner's connection kept from an earlier batch, if any */
+	sh->cache_key = ShardloadConnCacheKey(sh->params, batch->lc_monetary, batch->fixed_forms);
+	sh->conn = ShardloadConnCacheTake(sh->cache_key);
+	if (sh->conn != NULL)
+	{
+		sh->fd_reserved = true;
+		sh->backend_pid = PQbackendPID(sh->conn);
+		sh->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), shardload_progress_timeout);
+		send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
 		return;
 	}
 	if (!AcquireExternalFD())
@@ -913,7 +926,7 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	}
 	if (sh->current >= sh->nslices)
 	{
-		close_shard(sh);
+		finish_shard(sh);
 		sh->state = STREAM_DONE;
 		return;
 	}
@@ -1047,6 +1060,23 @@ wait_for_shards(StreamShard **shards, int nshards, long timeout)
  *	  Close the connection (an open remote transaction rolls back) and give
  *	  its file descriptor back.  Safe to call twice.
  */
+/*
+ * finish_shard
+ *	  Every slice of the shard is done and its connection idle: a runner
+ *	  keeps it for its next batch (with its file descriptor), else close.
+ */
+static void
+finish_shard(StreamShard *sh)
+{
+	if (sh->conn && sh->result == NULL && sh->cache_key &&
+		ShardloadConnCacheKeep(sh->cache_key, sh->conn))
+	{
+		sh->conn = NULL;
+		sh->fd_reserved = false;
+	}
+	close_shard(sh);
+}
+
 static void
 close_shard(StreamShard *sh)
 {

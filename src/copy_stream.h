@@ -66,6 +66,7 @@ typedef struct StreamShard
 	int			backend_pid;	/* of the shard backend, once connected */
 	bool		stalled;		/* failed by the progress limit */
 	bool		ledger_reasons; /* the ledger keeps reasons of refused rows */
+	char	   *cache_key;		/* what a kept connection must match */
 } StreamShard;
 
 /* What every shard needs to know about the batch. */

@@ -138,9 +138,13 @@ uint64
 ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 				 const char *nulls)
 {
+	SPIPlanPtr	plan = ShardloadSpiPlan(sql, nargs, argtypes);
 	int			rc;
 
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (plan != NULL)
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	else
+		rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	if (rc < 0)
 		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(rc));
 	return SPI_processed;

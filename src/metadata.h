@@ -78,6 +78,7 @@ extern void ShardloadArgBytea(ShardloadArgs *args, bytea *value);
 /* an argument of this type that is NULL */
 #define ShardloadArgNull(args, type)	ShardloadArg((args), (type), (Datum) 0, true)
 extern uint64 ShardloadSpiRun(const char *sql, ShardloadArgs *args);
+extern SPIPlanPtr ShardloadSpiPlan(const char *sql, int nargs, Oid *argtypes);
 extern uint64 ShardloadSpiExec(const char *sql, int nargs, Oid *argtypes,
 							   Datum *values, const char *nulls);
 extern char *ShardloadSpiText(ShardloadCatalogSession *session, int row, int col);

@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "conn_cache.h"
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
@@ -190,6 +191,8 @@ ShardloadRunnerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
 	pgstat_report_appname("pg_shardload runner");
+	/* shard connections outlive an attempt, for the runner's next batch */
+	ShardloadConnCacheEnable();
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "pg_shardload runner",
 								ALLOCSET_DEFAULT_SIZES);
