@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <poll.h>
+
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -39,6 +41,25 @@ static int	ncached = 0;
 static bool enabled = false;
 
 static void close_all(int code, Datum arg);
+
+/*
+ * still_usable
+ *	  An idle session gets nothing from its server unless the server ends
+ *	  it (a FATAL message, then EOF): anything to read means it is gone.
+ */
+static bool
+still_usable(PGconn *conn)
+{
+	struct pollfd pfd;
+
+	if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE ||
+		PQisBusy(conn))
+		return false;
+	pfd.fd = PQsocket(conn);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
+}
 
 /*
  * ShardloadConnCacheEnable
@@ -74,7 +95,8 @@ ShardloadConnCacheKey(const ShardConnParams *params, const char *lc_monetary, bo
 /*
  * ShardloadConnCacheTake
  *	  A kept connection for key, or NULL.  One the shard has closed meanwhile
- *	  (a restart) is dropped here instead of failing the batch.  The caller
+ *	  (a restart, idle_session_timeout) is dropped here instead of failing
+ *	  the batch.  The caller
  *	  owns the connection and the external file descriptor it holds.
  */
 PGconn *
@@ -89,9 +111,7 @@ ShardloadConnCacheTake(const char *key)
 		conn = cache[i].conn;
 		pfree(cache[i].key);
 		cache[i] = cache[--ncached];
-		/* read whatever came meanwhile: EOF or an error means it is gone */
-		if (PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK &&
-			PQtransactionStatus(conn) == PQTRANS_IDLE && !PQisBusy(conn))
+		if (still_usable(conn))
 			return conn;
 		PQfinish(conn);
 		ReleaseExternalFD();
