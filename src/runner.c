@@ -39,7 +39,7 @@
 #include "worker.h"
 
 /* Batches one scheduler's runner runs before it makes way for a new one. */
-#define RUNNER_MAX_BATCHES 200
+#define RUNNER_MAX_BATCHES 2000
 
 /*
  * ShardloadClaimDueBatches
