@@ -7,6 +7,9 @@
 #ifndef SHARDLOAD_ATTEMPT_H
 #define SHARDLOAD_ATTEMPT_H
 
+#include "nodes/pg_list.h"
+#include "utils/rel.h"
+
 #include "copy_stream.h"
 #include "failure.h"
 #include "metadata.h"
@@ -42,8 +45,26 @@ typedef struct RunState
 	ShardloadStage stage;			/* where the attempt is, for caught errors */
 	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
 	bool		fixed_forms;	/* payload in fixed value forms */
+
+	/* the load step's (load_step.c) */
+	Relation	target;			/* open while the load runs; NULL: cannot run */
+	List	   *servers;		/* foreign servers of its slices (OIDs) */
+	List	   *shard_list;		/* and their streams (StreamShard *) */
 } RunState;
 
+/*
+ * Batches loaded together: one, or a runner's small batches of one owner
+ * with the same session settings, whose slices share the shard streams.
+ */
+typedef struct ShardloadGroup
+{
+	RunState  **members;
+	int			n;
+	bool		streamed;		/* the stream began: its stage is the group's */
+	ShardloadStage stage;		/* where the stream is, for caught errors */
+} ShardloadGroup;
+
 extern void ShardloadRecordOutcome(RunState *rs);
+extern void ShardloadLoadGroupStep(void *arg);
 
 #endif							/* SHARDLOAD_ATTEMPT_H */

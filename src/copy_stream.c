@@ -132,7 +132,13 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 	for (int i = 0; i < nshards; i++)
 		for (int j = 0; j < shards[i]->nslices; j++)
 		{
-			shards[i]->slices[j]->progress_slot = slot < PROGRESS_SLICES ? slot++ : -1;
+			StreamSlice *slice = shards[i]->slices[j];
+
+			/* a slice of another batch of a runner's group names its own */
+			if (slice->batch == NULL)
+				slice->batch = batch;
+			/* the progress slots show the slices of the stream's batch */
+			slice->progress_slot = slice->batch == batch && slot < PROGRESS_SLICES ? slot++ : -1;
 			bytes_total += shards[i]->slices[j]->bytes;
 		}
 	pgstat_progress_start_command(PROGRESS_COMMAND_COPY, batch->target);
@@ -511,7 +517,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		{
 			if (sh->chunk)
 				pfree(sh->chunk);
-			sh->chunk = ShardloadPayloadChunk(batch->batch_id, slice->slice_no, sh->chunk_no++);
+			sh->chunk = ShardloadPayloadChunk(slice->batch->batch_id, slice->slice_no, sh->chunk_no++);
 			sh->offset = 0;
 			if (sh->chunk && slice->nskip > 0)
 				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
@@ -734,7 +740,7 @@ copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 {
 	if (try_reject(batch, sh, error))
 		return;
-	ShardloadStreamNameInputLine(batch, slice, error);
+	ShardloadStreamNameInputLine(slice->batch, slice, error);
 	fail_slice(sh, error);
 }
 
@@ -797,7 +803,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 										  slice->expected_identity, sh->identity),
 								 psprintf("Look for batch %lld in the ledger of the database the slice was sent to; "
 										  "if it is not there, point the server back or submit the rows again under a new batch key.",
-										  (long long) batch->batch_id));
+										  (long long) slice->batch->batch_id));
 		slice->failure = f;
 	}
 
@@ -1101,11 +1107,14 @@ static LedgerSliceKey
 slice_key(StreamBatch *batch, StreamShard *sh)
 {
 	LedgerSliceKey key;
+	StreamSlice *slice = (sh->current >= 0 && sh->current < sh->nslices) ?
+		sh->slices[sh->current] : NULL;
 
+	if (slice != NULL)
+		batch = slice->batch;
 	key.coordinator_id = batch->coordinator_id;
 	key.batch_id = batch->batch_id;
-	key.slice_no = (sh->current >= 0 && sh->current < sh->nslices) ?
-		sh->slices[sh->current]->slice_no : -1;
+	key.slice_no = slice ? slice->slice_no : -1;
 	key.content_hash = batch->content_hash;
 	return key;
 }
@@ -1140,7 +1149,8 @@ static bool
 try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 {
 	if (PQstatus(sh->conn) != CONNECTION_OK ||
-		!ShardloadStreamRejectRow(batch, sh->slices[sh->current], sh->params->servername, error))
+		!ShardloadStreamRejectRow(sh->slices[sh->current]->batch, sh->slices[sh->current],
+								  sh->params->servername, error))
 		return false;
 	sh->retry_slice = true;
 	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
@@ -1160,6 +1170,7 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 {
 	StreamSlice *slice = sh->slices[sh->current];
 
+	batch = slice->batch;
 	if (strcmp(hash, batch->content_hash) != 0)
 	{
 		ShardloadFailure *f =

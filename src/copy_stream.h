@@ -14,9 +14,12 @@
 #include "connection.h"
 #include "pg_shardload.h"
 
+typedef struct StreamBatch StreamBatch;
+
 /* One slice bound for a shard, and what became of it. */
 typedef struct StreamSlice
 {
+	StreamBatch *batch;			/* its batch (NULL: the stream's) */
 	int			slice_no;
 	int64		rows;
 	int64		bytes;
@@ -69,8 +72,11 @@ typedef struct StreamShard
 	char	   *cache_key;		/* what a kept connection must match */
 } StreamShard;
 
-/* What every shard needs to know about the batch. */
-typedef struct StreamBatch
+/*
+ * What every shard needs to know about a batch.  The stream's own batch
+ * also gives the session settings, the stage and progress of the stream.
+ */
+struct StreamBatch
 {
 	int64		batch_id;
 	Oid			target;			/* for progress reporting */
@@ -83,7 +89,7 @@ typedef struct StreamBatch
 	bool		fixed_forms;	/* payload in fixed forms (captured by 0.2+) */
 	ShardloadStage *stage_out;		/* kept up to date: where the stream is, for
 								 * an error raised meanwhile (NULL: none) */
-} StreamBatch;
+};
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
 

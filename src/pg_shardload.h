@@ -81,5 +81,6 @@ extern bool ShardloadIsTickKey(const char *key);
 
 /* loader.c */
 extern bool ShardloadRunBatch(int64 batch_id, bool wait, bool runner);
+extern void ShardloadRunBatches(int64 *ids, int n, bool wait, bool runner, bool *ran);
 
 #endif							/* PG_SHARDLOAD_H */

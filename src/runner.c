@@ -40,6 +40,8 @@
 
 /* Batches one scheduler's runner runs before it makes way for a new one. */
 #define RUNNER_MAX_BATCHES 2000
+/* Due batches a runner claims at once (their steps share transactions). */
+#define RUNNER_GROUP 20
 
 /*
  * ShardloadClaimDueBatches
@@ -210,24 +212,34 @@ ShardloadRunnerMain(Datum main_arg)
 	 * A scheduler's runner goes on with the next due batch, sparing a
 	 * process start per batch; a batch another runner holds is skipped.
 	 */
-	for (int done = 1; keep_going && done < RUNNER_MAX_BATCHES; done++)
+	for (int done = 1; keep_going && done < RUNNER_MAX_BATCHES;)
 	{
-		int64		next;
+		int64		next[RUNNER_GROUP];
+		bool		ran[RUNNER_GROUP];
+		int			n;
 
 		CHECK_FOR_INTERRUPTS();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		MemoryContextSwitchTo(cxt);
-		if (ShardloadClaimDueBatches(&next, 1, busy, nbusy, false) == 0)
+		n = ShardloadClaimDueBatches(next, Min(RUNNER_GROUP, RUNNER_MAX_BATCHES - done),
+									 busy, nbusy, false);
+		if (n == 0)
 		{
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			break;
 		}
-		pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) next));
-		if (!ShardloadRunBatch(next, false, true) && nbusy < RUNNER_MAX_BATCHES)
-			busy[nbusy++] = next;
+		pgstat_report_activity(STATE_RUNNING, n == 1 ?
+							   psprintf("pg_shardload: batch %lld", (long long) next[0]) :
+							   psprintf("pg_shardload: batches %lld and %d more",
+										(long long) next[0], n - 1));
+		ShardloadRunBatches(next, n, false, true, ran);
+		for (int i = 0; i < n; i++)
+			if (!ran[i] && nbusy < RUNNER_MAX_BATCHES)
+				busy[nbusy++] = next[i];
+		done += n;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextReset(cxt);
