@@ -375,30 +375,36 @@ phase_drain() {
 	log "  server clock: submit transaction to first attempt ${t0}s (includes the submit itself);" \
 		"first attempt start to last finished_at ${t1}s; mean attempt ${total} ms; $ok attempt rows for $bad batches"
 
-	# The attempt's time split, mean ms, on one clock (all servers run on
-	# this host): from the attempt's start (the runner's statement start,
-	# before it claims the batch) to the first slice's remote BEGIN (the
-	# shard ledger's committed_at is that transaction's start): claim, first
-	# step, connection, session setup and ledger probe; from there to the
-	# attempt's end: the slices' transactions and the last step.
+	# The attempts' time split, on one clock (all servers run on this
+	# host).  A runner runs the batches it claimed at once as a group, whose
+	# attempts are recorded by one transaction (so share their xmin): per
+	# group, from its first attempt's start to its first slice's remote BEGIN
+	# (the shard ledger's committed_at is that transaction's start): claim,
+	# first step, connection or a kept one, session setup and ledger probe;
+	# from there to the group's last attempt end: the slices' transactions
+	# and the last step.  Mean batches per group, ms per group, ms per batch.
 	pg coord -c "DROP TABLE IF EXISTS bench_first_begin" \
 		-c "CREATE UNLOGGED TABLE bench_first_begin (batch_id bigint, first_begin timestamptz)" >/dev/null
 	for ((n = 1; n <= NSHARDS; n++)); do
 		pg "shard$n" -c "COPY (SELECT batch_id, min(committed_at) FROM shardload_ledger.slices GROUP BY 1) TO STDOUT" |
 			pg coord -c "COPY bench_first_begin FROM STDIN" >/dev/null
 	done
-	st=$(pg coord -c "SELECT round(avg(1000 * extract(epoch FROM f.first_begin - a.started_at))::numeric, 2) || ' ' ||
-	                         round(avg(1000 * extract(epoch FROM a.finished_at - f.first_begin))::numeric, 2)
-	                  FROM shardload.attempt a
-	                  JOIN (SELECT batch_id, min(first_begin) AS first_begin FROM bench_first_begin GROUP BY 1) f
-	                  USING (batch_id)")
-	read -r split_load split_record <<<"$st"
+	st=$(pg coord -c "SELECT round(avg(batches), 1) || ' ' || round(avg(to_first_ms)::numeric, 2) || ' ' ||
+	                         round(avg(rest_ms)::numeric, 2) || ' ' || round((sum(to_first_ms + rest_ms) / sum(batches))::numeric, 2)
+	                  FROM (SELECT count(*) AS batches,
+	                               1000 * extract(epoch FROM min(f.first_begin) - min(a.started_at)) AS to_first_ms,
+	                               1000 * extract(epoch FROM max(a.finished_at) - min(f.first_begin)) AS rest_ms
+	                        FROM shardload.attempt a
+	                        JOIN (SELECT batch_id, min(first_begin) AS first_begin FROM bench_first_begin GROUP BY 1) f
+	                        USING (batch_id)
+	                        GROUP BY a.xmin::text) g")
+	read -r split_size split_load split_record split_per_batch <<<"$st"
+	record "$key.split_group" "$split_size"
 	record "$key.split_load_ms" "$split_load"
 	record "$key.split_record_ms" "$split_record"
-	record "$key.split_between_ms" "$(awk -v s="$t1" -v w="$w" -v n="$ok" -v a="$total" \
-		'BEGIN { if (n > 0) printf "%.2f", 1000 * s * w / n - a; else print "-" }')"
-	log "  attempt time split (mean ms): to the first remote BEGIN $split_load, from there to the end $split_record," \
-		"between attempts $(get "$key.split_between_ms")"
+	record "$key.split_per_batch_ms" "$split_per_batch"
+	log "  runner groups: $split_size batches each; per group (mean ms): to the first remote BEGIN $split_load," \
+		"from there to the end $split_record; $split_per_batch ms per batch"
 
 	# every batch succeeded, once, with all its rows
 	st=$(pg coord -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE state = 'succeeded'
@@ -528,19 +534,20 @@ report() {
 					"$(get "$key.max_runners_seen")" "$(get "$key.sched_cpu_pct")" "$(get "$key.runner_failures")"
 			done
 			echo
-			printf '%-12s %22s %22s %22s\n' max_workers "to_first_remote_ms" "slices_and_record_ms" "between_attempts_ms"
+			printf '%-12s %14s %20s %22s %14s\n' max_workers "batches/group" "group_to_remote_ms" "group_slices_record_ms" "ms/batch"
 			for w in $WORKERS; do
 				key=drain_w$w
-				printf '%-12s %22s %22s %22s\n' "$w" "$(get "$key.split_load_ms")" "$(get "$key.split_record_ms")" \
-					"$(get "$key.split_between_ms")"
+				printf '%-12s %14s %20s %22s %14s\n' "$w" "$(get "$key.split_group")" "$(get "$key.split_load_ms")" \
+					"$(get "$key.split_record_ms")" "$(get "$key.split_per_batch_ms")"
 			done
 			echo "(submit_s: the one submit transaction; server_s: first attempt start to last finished_at, server clock;"
-			echo " attempt_ms: mean attempt duration; runners: most runner processes seen at once by the poll;"
+			echo " attempt_ms: mean attempt duration (a group's, for a runner's group); runners: most runner processes seen at once by the poll;"
 			echo " sched_cpu: the scheduler's CPU during the drain, % of one core;"
 			echo " runner_errs: runners that exited with an error, from the coordinator log;"
-			echo " the attempt's split, mean ms: from its start (before the claim) to its first slice's remote BEGIN:"
-			echo " claim, first step, connection or a kept one, session setup, ledger probe; from there to its end:"
-			echo " the slices' remote transactions and the last step; between two attempts of one runner: the rest)"
+			echo " a runner runs the batches it claims at once as a group, each with its own attempt; per group, mean:"
+			echo " batches, ms from its start (before the claim) to its first slice's remote BEGIN (claim, first step,"
+			echo " connection or a kept one, session setup, ledger probe), ms from there to its end (the slices' remote"
+			echo " transactions and the last step); ms/batch: group time per batch, one runner)"
 		fi
 		if want idle; then
 			echo

@@ -6,7 +6,10 @@
  *	  Each connection is a small state machine driven from one loop:
  *	  connect, make sure the ledger exists, then for each slice: BEGIN and
  *	  look it up in the ledger, COPY its payload chunks, add its ledger row
- *	  and COMMIT.  A connection only gets more data once libpq has flushed
+ *	  and COMMIT.  Several slices for one server (a batch's partitions
+ *	  there, or a runner's group of small batches) share one remote
+ *	  transaction instead, each still with its ledger row; if anything in
+ *	  it fails, it is rolled back and the slices go one by one.  A connection only gets more data once libpq has flushed
  *	  what it had, so buffers stay bounded and a slow shard delays no other.
  *	  Failures are recorded per slice as data, never thrown: one shard's
  *	  error does not stop the others.
@@ -44,6 +47,7 @@ typedef enum StreamState
 	STREAM_COPYING,
 	STREAM_COPY_END,
 	STREAM_COMMIT,				/* ledger row; COMMIT */
+	STREAM_SHARED_COMMIT,		/* COMMIT of slices sharing a transaction */
 	STREAM_ROLLBACK,
 	STREAM_DONE
 } StreamState;
@@ -104,6 +108,11 @@ static void commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
 static void send_query(StreamShard *sh, const char *sql, StreamState next);
 static void start_next_slice(StreamBatch *batch, StreamShard *sh);
 static void fail_slice(StreamShard *sh, ShardloadFailure *failure);
+static bool can_share(StreamShard *sh);
+static void fall_back(StreamShard *sh);
+static void one_by_one(StreamBatch *batch, StreamShard *sh);
+static void shared_committed(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static int	first_open(StreamShard *sh);
 static void fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate);
 static ShardloadFailure *failure_from_result(const PGresult *res, ShardloadStage stage,
 											 const char *shard);
@@ -253,7 +262,7 @@ fail_timeout(StreamShard *sh)
 	f->unreachable = true;
 	/* alive but stuck (a lock wait)? its backend is asked to cancel at the end */
 	sh->stalled = sh->state != STREAM_CONNECTING;
-	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
+	for (int i = first_open(sh); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
 	close_shard(sh);
@@ -666,7 +675,7 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 																 slice->rows - slice->nskip,
 																 slice->skip,
 																 sh->ledger_reasons ? slice->skip_reasons : NULL,
-																 slice->nskip),
+																 slice->nskip, !sh->in_txn),
 						   STREAM_COMMIT);
 			}
 			break;
@@ -675,7 +684,16 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			commit_done(batch, sh, slice, error);
 			break;
 
+		case STREAM_SHARED_COMMIT:
+			shared_committed(batch, sh, error);
+			break;
+
 		case STREAM_ROLLBACK:
+			if (sh->falling_back)
+			{
+				one_by_one(batch, sh);
+				break;
+			}
 			if (sh->retry_slice)
 			{
 				sh->retry_slice = false;
@@ -708,7 +726,10 @@ slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult 
 								PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2)))
 			return;
 		slice->committed = slice->found_in_ledger = true;
-		send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+		if (sh->in_txn)
+			start_next_slice(batch, sh);
+		else
+			send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 	}
 	else
 		send_query(sh, slice->copy_sql, STREAM_COPY_START);
@@ -752,7 +773,9 @@ copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 static void
 commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFailure *error)
 {
-	if (error && strcmp(error->sqlstate, "23505") == 0 &&
+	if (error && sh->in_txn)
+		fall_back(sh);			/* one by one, which sorts out what it was */
+	else if (error && strcmp(error->sqlstate, "23505") == 0 &&
 		error->constraint && strcmp(error->constraint, SHARDLOAD_LEDGER_TABLE "_pkey") == 0 &&
 		error->schema && strcmp(error->schema, SHARDLOAD_LEDGER_SCHEMA) == 0)
 	{
@@ -763,9 +786,108 @@ commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 		fail_slice(sh, error);
 	else
 	{
-		slice->committed = true;
+		/* in a shared transaction: committed with the last slice */
+		if (sh->in_txn)
+			slice->pending = true;
+		else
+			slice->committed = true;
 		start_next_slice(batch, sh);
 	}
+}
+
+/*
+ * can_share
+ *	  Slices share a remote transaction if there are several and none may
+ *	  set rows aside (that rolls its slice back and sends it again).
+ */
+static bool
+can_share(StreamShard *sh)
+{
+	if (sh->nslices < 2)
+		return false;
+	for (int i = 0; i < sh->nslices; i++)
+		if (sh->slices[i]->reject_mode)
+			return false;
+	return true;
+}
+
+/*
+ * fall_back
+ *	  Something failed in the shared transaction: roll it back, then send
+ *	  its slices one by one, each in its own transaction (one_by_one), so
+ *	  that a failure is that of its own slice only.
+ */
+static void
+fall_back(StreamShard *sh)
+{
+	if (PQstatus(sh->conn) != CONNECTION_OK)
+	{
+		fail_connection(sh, stage_of(sh->state), "08006");
+		return;
+	}
+	sh->falling_back = true;
+	send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+}
+
+/*
+ * one_by_one
+ *	  The shared transaction is over, committing nothing: go again from its
+ *	  first slice, one transaction per slice.  Slices found in the ledger
+ *	  were committed before and stay so.
+ */
+static void
+one_by_one(StreamBatch *batch, StreamShard *sh)
+{
+	sh->falling_back = false;
+	sh->shared = false;
+	sh->in_txn = false;
+	for (int i = sh->shared_first; i < sh->nslices; i++)
+	{
+		StreamSlice *slice = sh->slices[i];
+
+		slice->pending = false;
+		if (!slice->found_in_ledger)
+			slice->committed = false;
+		slice->rows_sent = 0;
+	}
+	sh->current = sh->shared_first - 1;
+	start_next_slice(batch, sh);
+}
+
+/*
+ * shared_committed
+ *	  The COMMIT of the shared transaction is back: every slice in it is
+ *	  committed; if it failed (a deferred check, say), nothing is, and the
+ *	  slices go one by one.
+ */
+static void
+shared_committed(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
+{
+	if (error)
+	{
+		one_by_one(batch, sh);
+		return;
+	}
+	for (int i = sh->shared_first; i < sh->nslices; i++)
+		if (sh->slices[i]->pending)
+		{
+			sh->slices[i]->pending = false;
+			sh->slices[i]->committed = true;
+		}
+	sh->in_txn = false;
+	finish_shard(sh);
+	sh->state = STREAM_DONE;
+}
+
+/*
+ * first_open
+ *	  The first slice whose fate is still open: in a shared transaction its
+ *	  first slice (nothing in it is committed yet), else the current one.
+ */
+static int
+first_open(StreamShard *sh)
+{
+	return sh->in_txn ? sh->shared_first : Max(sh->current, 0);
 }
 
 /*
@@ -836,6 +958,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 	else
 	{
 		sh->current = -1;
+		sh->shared = can_share(sh);
 		start_next_slice(batch, sh);
 	}
 }
@@ -923,8 +1046,9 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	LedgerSliceKey key;
 
 	sh->current++;
-	while (sh->current < sh->nslices && sh->slices[sh->current]->failure != NULL)
-		sh->current++;			/* refused before it was sent */
+	while (sh->current < sh->nslices &&
+		   (sh->slices[sh->current]->failure != NULL || sh->slices[sh->current]->committed))
+		sh->current++;			/* refused before it was sent, or found */
 	if (sh->chunk)
 	{
 		pfree(sh->chunk);
@@ -932,13 +1056,24 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	}
 	if (sh->current >= sh->nslices)
 	{
+		if (sh->in_txn)
+		{
+			send_query(sh, "COMMIT", STREAM_SHARED_COMMIT);
+			return;
+		}
 		finish_shard(sh);
 		sh->state = STREAM_DONE;
 		return;
 	}
 	key = slice_key(batch, sh);
 	sh->slices[sh->current]->sent_identity = sh->identity;
-	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons), STREAM_SLICE_CHECK);
+	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons, !sh->in_txn),
+			   STREAM_SLICE_CHECK);
+	if (sh->shared && !sh->in_txn)
+	{
+		sh->in_txn = true;
+		sh->shared_first = sh->current;
+	}
 }
 
 /*
@@ -949,6 +1084,11 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 static void
 fail_slice(StreamShard *sh, ShardloadFailure *failure)
 {
+	if (sh->in_txn)
+	{
+		fall_back(sh);			/* the slice fails again, alone, if it must */
+		return;
+	}
 	sh->slices[sh->current]->failure = failure;
 	if (PQstatus(sh->conn) != CONNECTION_OK)
 	{
@@ -980,7 +1120,7 @@ fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate)
 								 psprintf("lost connection to server \"%s\"", sh->params->servername),
 								 libpq_message, NULL);
 
-	for (int i = Max(sh->current, 0); i < sh->nslices; i++)
+	for (int i = first_open(sh); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
 	close_shard(sh);
@@ -1132,6 +1272,7 @@ stage_of(int state)
 		case STREAM_SLICE_CHECK:
 			return SHARDLOAD_STAGE_VERIFY;
 		case STREAM_COMMIT:
+		case STREAM_SHARED_COMMIT:
 		case STREAM_ROLLBACK:
 			return SHARDLOAD_STAGE_COMMIT;
 		default:

@@ -26,6 +26,7 @@ typedef struct StreamSlice
 	char	   *remote_table;	/* quoted schema.table on the shard */
 	char	   *copy_sql;		/* COPY ... FROM STDIN with remote column names */
 	bool		committed;		/* loaded now, or found in the ledger */
+	bool		pending;		/* sent, to commit with a shared transaction */
 	bool		found_in_ledger;
 	ShardloadFailure *failure;
 	int64		rows_sent;		/* progress of this attempt */
@@ -70,6 +71,10 @@ typedef struct StreamShard
 	bool		stalled;		/* failed by the progress limit */
 	bool		ledger_reasons; /* the ledger keeps reasons of refused rows */
 	char	   *cache_key;		/* what a kept connection must match */
+	bool		shared;			/* its slices share one remote transaction */
+	bool		in_txn;			/* that transaction is open */
+	int			shared_first;	/* its first slice */
+	bool		falling_back;	/* it is being rolled back: then one by one */
 } StreamShard;
 
 /*

@@ -133,18 +133,19 @@ append_key_condition(StringInfo sql, LedgerSliceKey *key)
 
 /*
  * ShardloadLedgerBeginAndCheckSql
- *	  Opens the slice's remote transaction and returns its ledger row, if
- *	  any: content hash, the slice lines left out (rows refused) and, if
- *	  the ledger keeps them, their reasons.
+ *	  Opens the slice's remote transaction (begin; else the slice joins the
+ *	  one open) and returns its ledger row, if any: content hash, the slice
+ *	  lines left out (rows refused) and, if the ledger keeps them, their
+ *	  reasons.
  */
 char *
-ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons)
+ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons, bool begin)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "BEGIN; SELECT content_hash, skipped_lines::text, %s FROM "
-					 LEDGER_NAME " WHERE ",
+	appendStringInfo(&sql, "%sSELECT content_hash, skipped_lines::text, %s FROM "
+					 LEDGER_NAME " WHERE ", begin ? "BEGIN; " : "",
 					 /* reasons apart by the unit separator, kept out of them */
 					 with_reasons ? "pg_catalog.array_to_string(skipped_reasons, E'\\x1f')"
 					 : "NULL::text");
@@ -154,14 +155,15 @@ ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons)
 
 /*
  * ShardloadLedgerRecordAndCommitSql
- *	  Adds the slice's ledger row and commits it with the copied rows.
+ *	  Adds the slice's ledger row and commits it with the copied rows
+ *	  (commit; else the transaction stays open for more slices).
  *	  reasons (NULL if the ledger has no column for them) hold why each
  *	  skipped line was refused, so a record lost on the coordinator can be
  *	  rebuilt with its reason.
  */
 char *
 ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
-								  int64 *skipped, char **reasons, int nskipped)
+								  int64 *skipped, char **reasons, int nskipped, bool commit)
 {
 	StringInfoData sql;
 
@@ -191,6 +193,6 @@ ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,
 		}
 		appendStringInfoString(&sql, "]::text[]");
 	}
-	appendStringInfoString(&sql, "); COMMIT");
+	appendStringInfoString(&sql, commit ? "); COMMIT" : ")");
 	return sql.data;
 }

@@ -21,9 +21,9 @@ extern const char *ShardloadLedgerDdl(void);
 extern const char *ShardloadLedgerTightenSql(void);
 extern char *ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms);
 extern char *ShardloadLedgerCreateSql(void);
-extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons);
+extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons, bool begin);
 extern char *ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,
 											   int64 rows, int64 *skipped, char **reasons,
-											   int nskipped);
+											   int nskipped, bool commit);
 
 #endif							/* SHARDLOAD_LEDGER_H */

@@ -102,4 +102,36 @@ is($coord->safe_psql('postgres',
 is($shards[1]->safe_psql('postgres', 'SELECT count(*) FROM sales_region_2 WHERE sale_id > 1000'),
 	'20', 'shard 2 holds the rows of A and C once');
 
+# ==== one bad batch in a runner's group fails alone ====
+# six batches for shard 1 in one group, sharing one remote transaction; one
+# of them holds a row the shard refuses: the shared transaction is rolled
+# back, and the slices go again one by one
+$shards[0]->safe_psql('postgres', 'DROP TRIGGER slow_insert ON sales_region_1');
+$shards[0]->safe_psql('postgres',
+	'ALTER TABLE sales_region_1 ADD CONSTRAINT not_3014 CHECK (sale_id <> 3014)');
+$sql = "BEGIN;\n";
+for my $k (0 .. 5)
+{
+	$sql .= "SELECT shardload.submit('sales', 'group-$k', "
+	  . "'SELECT sale_id + 3000, region_id, sale_amount, sale_date, note FROM staging "
+	  . "WHERE region_id = 1 AND sale_id BETWEEN " . ($k * 4 + 1) . " AND " . ($k * 4 + 4) . "');\n";
+}
+$coord->safe_psql('postgres', $sql . "COMMIT;");
+ok($coord->poll_query_until('postgres',
+		"SELECT count(*) = 6 FROM shardload.batches WHERE batch_key LIKE 'group-%' AND state IN ('succeeded', 'failed')"),
+	'the six batches ran');
+is($coord->safe_psql('postgres',
+		"SELECT string_agg(batch_key || ':' || state || ':' || attempts, ',' ORDER BY batch_key) FROM shardload.batches WHERE batch_key LIKE 'group-%'"),
+	'group-0:succeeded:1,group-1:succeeded:1,group-2:succeeded:1,group-3:failed:1,group-4:succeeded:1,group-5:succeeded:1',
+	'only the batch with the refused row failed, each on its first attempt');
+is($coord->safe_psql('postgres',
+		"SELECT a.sqlstate || ' ' || a.failure_type FROM shardload.attempts a JOIN shardload.batches b USING (batch_id) WHERE b.batch_key = 'group-3'"),
+	'23514 NON_RETRYABLE', 'with the shard\'s own error');
+is($shards[0]->safe_psql('postgres',
+		'SELECT count(*) || \' \' || count(DISTINCT sale_id) FROM sales_region_1 WHERE sale_id BETWEEN 3001 AND 3024'),
+	'10 10', 'shard 1 holds the rows of the five good batches once');
+is($coord->safe_psql('postgres',
+		"SELECT count(*) FROM shardload.attempts a JOIN shardload.batches b USING (batch_id) WHERE b.batch_key LIKE 'group-%'"),
+	'6', 'one attempt each');
+
 done_testing();
