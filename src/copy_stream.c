@@ -103,8 +103,10 @@ static void slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slic
 static void start_copying(StreamShard *sh, StreamSlice *slice);
 static void copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
 						ShardloadFailure *error);
+static void record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice);
+static int	next_to_send(StreamShard *sh);
 static void commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
-						ShardloadFailure *error);
+						PGresult *res, ShardloadFailure *error);
 static void send_query(StreamShard *sh, const char *sql, StreamState next);
 static void start_next_slice(StreamBatch *batch, StreamShard *sh);
 static void fail_slice(StreamShard *sh, ShardloadFailure *failure);
@@ -119,6 +121,7 @@ static ShardloadFailure *failure_from_result(const PGresult *res, ShardloadStage
 static void wait_for_shards(StreamShard **shards, int nshards, long timeout);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
+static LedgerSliceKey key_of(StreamBatch *batch, StreamSlice *slice);
 static ShardloadStage stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
@@ -668,20 +671,11 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			if (error)
 				copy_failed(batch, sh, slice, error);
 			else
-			{
-				LedgerSliceKey key = slice_key(batch, sh);
-
-				send_query(sh, ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
-																 slice->rows - slice->nskip,
-																 slice->skip,
-																 sh->ledger_reasons ? slice->skip_reasons : NULL,
-																 slice->nskip, !sh->in_txn),
-						   STREAM_COMMIT);
-			}
+				record_slice(batch, sh, slice);
 			break;
 
 		case STREAM_COMMIT:
-			commit_done(batch, sh, slice, error);
+			commit_done(batch, sh, slice, res, error);
 			break;
 
 		case STREAM_SHARED_COMMIT:
@@ -766,12 +760,56 @@ copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 }
 
 /*
- * commit_done
- *	  The slice's ledger row and COMMIT are back.  A duplicate ledger key
- *	  means another run of this batch committed the slice first.
+ * record_slice
+ *	  The slice is copied: add its ledger row, and COMMIT unless it shares a
+ *	  transaction; then the next slice's ledger lookup rides in the same
+ *	  round trip.
  */
 static void
-commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFailure *error)
+record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice)
+{
+	LedgerSliceKey key = slice_key(batch, sh);
+	char	   *sql = ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
+														slice->rows - slice->nskip, slice->skip,
+														sh->ledger_reasons ? slice->skip_reasons : NULL,
+														slice->nskip, !sh->in_txn);
+	int			next = sh->in_txn ? next_to_send(sh) : sh->nslices;
+
+	sh->chained = next < sh->nslices;
+	if (sh->chained)
+	{
+		LedgerSliceKey next_key = key_of(batch, sh->slices[next]);
+
+		sql = psprintf("%s; %s", sql,
+					   ShardloadLedgerBeginAndCheckSql(&next_key, sh->ledger_reasons, false));
+	}
+	send_query(sh, sql, STREAM_COMMIT);
+}
+
+/*
+ * next_to_send
+ *	  The index of the next slice to send (nslices: none): those refused
+ *	  before they were sent, or found in the ledger, are passed over.
+ */
+static int
+next_to_send(StreamShard *sh)
+{
+	int			i = sh->current + 1;
+
+	while (i < sh->nslices && (sh->slices[i]->failure != NULL || sh->slices[i]->committed))
+		i++;
+	return i;
+}
+
+/*
+ * commit_done
+ *	  The slice's ledger row and COMMIT are back (in a shared transaction:
+ *	  its ledger row, and the next slice's lookup, res).  A duplicate ledger
+ *	  key means another run of this batch committed the slice first.
+ */
+static void
+commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *res,
+			ShardloadFailure *error)
 {
 	if (error && sh->in_txn)
 		fall_back(sh);			/* one by one, which sorts out what it was */
@@ -784,6 +822,21 @@ commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 	}
 	else if (error)
 		fail_slice(sh, error);
+	else if (sh->in_txn && sh->chained)
+	{
+		/* committed with the last slice; the next one's lookup is in res */
+		slice->pending = true;
+		sh->chained = false;
+		sh->current = next_to_send(sh);
+		if (sh->chunk)
+		{
+			pfree(sh->chunk);
+			sh->chunk = NULL;
+		}
+		sh->slices[sh->current]->sent_identity = sh->identity;
+		sh->state = STREAM_SLICE_CHECK;
+		slice_checked(batch, sh, sh->slices[sh->current], res, NULL);
+	}
 	else
 	{
 		/* in a shared transaction: committed with the last slice */
@@ -841,6 +894,7 @@ one_by_one(StreamBatch *batch, StreamShard *sh)
 	sh->falling_back = false;
 	sh->shared = false;
 	sh->in_txn = false;
+	sh->chained = false;
 	for (int i = sh->shared_first; i < sh->nslices; i++)
 	{
 		StreamSlice *slice = sh->slices[i];
@@ -1045,10 +1099,7 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 {
 	LedgerSliceKey key;
 
-	sh->current++;
-	while (sh->current < sh->nslices &&
-		   (sh->slices[sh->current]->failure != NULL || sh->slices[sh->current]->committed))
-		sh->current++;			/* refused before it was sent, or found */
+	sh->current = next_to_send(sh);
 	if (sh->chunk)
 	{
 		pfree(sh->chunk);
@@ -1246,9 +1297,18 @@ close_shard(StreamShard *sh)
 static LedgerSliceKey
 slice_key(StreamBatch *batch, StreamShard *sh)
 {
+	return key_of(batch, (sh->current >= 0 && sh->current < sh->nslices) ?
+				  sh->slices[sh->current] : NULL);
+}
+
+/*
+ * key_of
+ *	  The ledger key of slice (of its own batch), or of none.
+ */
+static LedgerSliceKey
+key_of(StreamBatch *batch, StreamSlice *slice)
+{
 	LedgerSliceKey key;
-	StreamSlice *slice = (sh->current >= 0 && sh->current < sh->nslices) ?
-		sh->slices[sh->current] : NULL;
 
 	if (slice != NULL)
 		batch = slice->batch;

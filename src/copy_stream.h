@@ -75,6 +75,7 @@ typedef struct StreamShard
 	bool		in_txn;			/* that transaction is open */
 	int			shared_first;	/* its first slice */
 	bool		falling_back;	/* it is being rolled back: then one by one */
+	bool		chained;		/* the query in flight looks up the next slice too */
 } StreamShard;
 
 /*

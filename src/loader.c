@@ -194,6 +194,7 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 	}
 	commit_step(runner);
 
+	ShardloadRecordOutcomesBegin();
 	for (int i = 0; i < n; i++)
 	{
 		if (rs[i] == NULL)

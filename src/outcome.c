@@ -11,6 +11,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "attempt.h"
 #include "circuit.h"
@@ -18,7 +19,17 @@
 #include "metadata.h"
 #include "route_check.h"
 
+/*
+ * What the record steps of a runner's group have already written about
+ * each server ("I:server=identity", "S:server" for a success), so that
+ * twenty batches over the same shards do not write the same row twenty
+ * times in one transaction.
+ */
+static List *group_memo = NIL;
+
 static void record_circuits(RunState *rs);
+static bool memo_has(const char *key);
+static void memo_set(const char *key, bool on);
 static int	record_slices(RunState *rs, ShardloadCatalogSession *session,
 						  ShardloadFailure **worst, ShardloadDecision *decision);
 
@@ -34,21 +45,16 @@ record_circuits(RunState *rs)
 	for (int i = 0; i < rs->nslices; i++)
 	{
 		RunSlice   *slice = &rs->slices[i];
-		ShardloadCatalogSession session;
-		Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
-		Datum		values[3];
+		char	   *key;
 
 		if (slice->stream == NULL || slice->stream->sent_identity == NULL)
 			continue;
-		/* where it went, so that a retry goes to the same database only */
-		values[0] = Int64GetDatum(rs->batch->batch_id);
-		values[1] = Int32GetDatum(slice->slice_no);
-		values[2] = CStringGetTextDatum(slice->stream->sent_identity);
-		ShardloadCatalogBegin(&session);
-		ShardloadSpiExec("UPDATE shardload.slice SET shard_identity = $3"
-						 " WHERE batch_id = $1 AND slice_no = $2", 3, argtypes, values, NULL);
-		ShardloadCatalogEnd(&session);
+		/* the server's identity (the slice's own goes with its state) */
+		key = psprintf("I:%s=%s", slice->shard, slice->stream->sent_identity);
+		if (memo_has(key))
+			continue;
 		ShardloadShardIdentitySet(slice->shard, slice->stream->sent_identity);
+		memo_set(key, true);
 	}
 
 	for (int i = 0; i < rs->nslices; i++)
@@ -66,12 +72,65 @@ record_circuits(RunState *rs)
 			continue;
 		seen = lappend(seen, slice->shard);
 		if (slice->committed)
-			ShardloadCircuitRecord(slice->shard, true, NULL, NULL);
+		{
+			char	   *key = psprintf("S:%s", slice->shard);
+
+			/* a success right after a success changes nothing */
+			if (!memo_has(key))
+				ShardloadCircuitRecord(slice->shard, true, NULL, NULL);
+			memo_set(key, true);
+		}
 		else if (slice->failure)
+		{
 			ShardloadCircuitRecord(slice->shard, false,
 								   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
 								   ShardloadFailureText(slice->failure));
+			memo_set(psprintf("S:%s", slice->shard), false);
+		}
 	}
+}
+
+/*
+ * ShardloadRecordOutcomesBegin
+ *	  The record step of a group (or of one attempt) begins: nothing is
+ *	  written yet in its transaction.
+ */
+void
+ShardloadRecordOutcomesBegin(void)
+{
+	list_free_deep(group_memo);
+	group_memo = NIL;
+}
+
+static bool
+memo_has(const char *key)
+{
+	ListCell   *lc;
+
+	foreach(lc, group_memo)
+		if (strcmp(lfirst(lc), key) == 0)
+			return true;
+	return false;
+}
+
+static void
+memo_set(const char *key, bool on)
+{
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, group_memo)
+		if (strcmp(lfirst(lc), key) == 0)
+		{
+			if (!on)
+				group_memo = foreach_delete_current(group_memo, lc);
+			return;
+		}
+	if (!on)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	group_memo = lappend(group_memo, pstrdup(key));
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -84,8 +143,8 @@ static int
 record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure **worst,
 			  ShardloadDecision *decision)
 {
-	Oid			argtypes[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[4];
 	ShardloadDecision candidate;
 	int			nfailed = 0;
 
@@ -93,7 +152,8 @@ record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure *
 	for (int i = 0; i < rs->nslices; i++)
 	{
 		RunSlice   *slice = &rs->slices[i];
-		char		snulls[3] = {' ', ' ', ' '};
+		const char *sent_to = slice->stream ? slice->stream->sent_identity : NULL;
+		char		snulls[4] = {' ', ' ', ' ', ' '};
 
 		if (slice->was_committed)
 			continue;
@@ -102,26 +162,33 @@ record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure *
 			values[2] = CStringGetTextDatum(slice->shard);
 		else
 			snulls[2] = 'n';
+		/* where it went, so that a retry goes to the same database only */
+		if (sent_to)
+			values[3] = CStringGetTextDatum(sent_to);
+		else
+			snulls[3] = 'n';
 		if (slice->committed)
 		{
-			Oid			ctypes[4] = {INT8OID, INT4OID, TEXTOID, INT8OID};
-			char		cnulls[4] = {' ', ' ', snulls[2], ' '};
-			Datum		cvalues[4] = {values[0], values[1], values[2],
+			Oid			ctypes[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT8OID};
+			char		cnulls[5] = {' ', ' ', snulls[2], snulls[3], ' '};
+			Datum		cvalues[5] = {values[0], values[1], values[2], values[3],
 			Int64GetDatum(slice->stream ? slice->stream->nskip : 0)};
 
 			/* a slice found in the ledger keeps the count it was loaded with */
 			ShardloadSpiExec("UPDATE shardload.slice SET state = 'committed',"
 							 " committed_at = coalesce(committed_at, now()), shard = $3,"
-							 " rows_rejected = CASE WHEN $4 > 0 THEN $4 ELSE rows_rejected END"
+							 " shard_identity = coalesce($4, shard_identity),"
+							 " rows_rejected = CASE WHEN $5 > 0 THEN $5 ELSE rows_rejected END"
 							 " WHERE batch_id = $1 AND slice_no = $2",
-							 4, ctypes, cvalues, cnulls);
+							 5, ctypes, cvalues, cnulls);
 		}
 		else if (slice->failure)
 		{
 			nfailed++;
-			ShardloadSpiExec("UPDATE shardload.slice SET state = 'failed', shard = $3"
+			ShardloadSpiExec("UPDATE shardload.slice SET state = 'failed', shard = $3,"
+							 " shard_identity = coalesce($4, shard_identity)"
 							 " WHERE batch_id = $1 AND slice_no = $2 AND slice_no <> 0",
-							 3, argtypes, values, snulls);
+							 4, argtypes, values, snulls);
 			/* the most serious failure speaks for the attempt */
 			ShardloadClassify(session, slice->failure->sqlstate, &candidate);
 			if (*worst == NULL || candidate.failure_type > decision->failure_type)
@@ -130,6 +197,10 @@ record_slices(RunState *rs, ShardloadCatalogSession *session, ShardloadFailure *
 				*decision = candidate;
 			}
 		}
+		else if (sent_to)
+			ShardloadSpiExec("UPDATE shardload.slice SET shard_identity = $4"
+							 " WHERE batch_id = $1 AND slice_no = $2",
+							 4, argtypes, values, snulls);
 	}
 	return nfailed;
 }
