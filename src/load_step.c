@@ -61,6 +61,9 @@ static bool batch_cannot_run(RunState *rs, ShardloadRouter *router);
 static void plan_foreign_slice(RunState *rs, RunSlice *slice, ShardloadRouter *router,
 							   List **servers, List **shard_list);
 static void stream_foreign_slices(ShardloadGroup *group, bool fixed_forms);
+static void merge_servers(RunState **members, int nmembers, int capacity, List **servers,
+						  List **shard_list);
+static void describe_batch(RunState *rs, StreamBatch *sb, bool fixed_forms);
 static bool destination_changed(ShardloadBatch *batch, RunSlice *slice,
 								ShardloadRouter *router);
 static void skip_known_rejects(int64 batch_id, StreamSlice *ss);
@@ -329,33 +332,7 @@ stream_foreign_slices(ShardloadGroup *group, bool fixed_forms)
 	if (nmembers == 0)
 		return;
 
-	/* one stream per server, with the slices of every batch */
-	for (int i = 0; i < nmembers; i++)
-	{
-		forboth(lc, members[i]->servers, lc2, members[i]->shard_list)
-		{
-			StreamShard *own = lfirst(lc2);
-			StreamShard *sh = NULL;
-			ListCell   *sc;
-			ListCell   *shc;
-
-			forboth(sc, servers, shc, shard_list)
-			{
-				if (lfirst_oid(sc) == lfirst_oid(lc))
-					sh = lfirst(shc);
-			}
-			if (sh == NULL)
-			{
-				sh = palloc0(sizeof(StreamShard));
-				sh->slices = palloc0(sizeof(StreamSlice *) * capacity);
-				servers = lappend_oid(servers, lfirst_oid(lc));
-				shard_list = lappend(shard_list, sh);
-			}
-			for (int j = 0; j < own->nslices; j++)
-				sh->slices[sh->nslices++] = own->slices[j];
-		}
-	}
-
+	merge_servers(members, nmembers, capacity, &servers, &shard_list);
 	shards = palloc0(sizeof(StreamShard *) * Max(list_length(shard_list), 1));
 	forboth(lc, servers, lc2, shard_list)
 	{
@@ -377,25 +354,9 @@ stream_foreign_slices(ShardloadGroup *group, bool fixed_forms)
 
 	stream_batches = palloc0(sizeof(StreamBatch) * nmembers);
 	for (int i = 0; i < nmembers; i++)
-	{
-		RunState   *rs = members[i];
-		ShardloadBatch *batch = rs->batch;
-		StreamBatch *sb = &stream_batches[i];
-
-		sb->reject_budget = strcmp(batch->on_error, "reject") == 0 ?
-			batch->reject_limit - count_rejects(batch->batch_id) : 0;
-		sb->batch_id = batch->batch_id;
-		sb->target = batch->target;
-		sb->coordinator_id = rs->coordinator_id;
-		sb->content_hash = batch->content_hash;
-		sb->lc_monetary = batch->lc_monetary;
-		sb->fixed_forms = fixed_forms;
-		/* the stream's stage is the group's (group->stage) */
-		sb->stage_out = i == 0 ? &group->stage : NULL;
-		for (int j = 0; j < rs->nslices; j++)
-			if (rs->slices[j].stream != NULL)
-				rs->slices[j].stream->batch = sb;
-	}
+		describe_batch(members[i], &stream_batches[i], fixed_forms);
+	/* the stream's stage is the group's (group->stage) */
+	stream_batches[0].stage_out = &group->stage;
 	group->streamed = true;
 	ShardloadStreamSlices(&stream_batches[0], shards, nshards);
 
@@ -414,6 +375,68 @@ stream_foreign_slices(ShardloadGroup *group, bool fixed_forms)
 				slice->failure = slice->stream->failure;
 		}
 	}
+}
+
+/*
+ * merge_servers
+ *	  One stream per server (*servers, *shard_list), with the slices of
+ *	  every member bound for it (capacity: the members' slices in all).
+ */
+static void
+merge_servers(RunState **members, int nmembers, int capacity, List **servers,
+			  List **shard_list)
+{
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	for (int i = 0; i < nmembers; i++)
+	{
+		forboth(lc, members[i]->servers, lc2, members[i]->shard_list)
+		{
+			StreamShard *own = lfirst(lc2);
+			StreamShard *sh = NULL;
+			ListCell   *sc;
+			ListCell   *shc;
+
+			forboth(sc, *servers, shc, *shard_list)
+			{
+				if (lfirst_oid(sc) == lfirst_oid(lc))
+					sh = lfirst(shc);
+			}
+			if (sh == NULL)
+			{
+				sh = palloc0(sizeof(StreamShard));
+				sh->slices = palloc0(sizeof(StreamSlice *) * capacity);
+				*servers = lappend_oid(*servers, lfirst_oid(lc));
+				*shard_list = lappend(*shard_list, sh);
+			}
+			for (int j = 0; j < own->nslices; j++)
+				sh->slices[sh->nslices++] = own->slices[j];
+		}
+	}
+}
+
+/*
+ * describe_batch
+ *	  What the stream needs to know of rs's batch, into sb, which its
+ *	  slices then point to.
+ */
+static void
+describe_batch(RunState *rs, StreamBatch *sb, bool fixed_forms)
+{
+	ShardloadBatch *batch = rs->batch;
+
+	sb->reject_budget = strcmp(batch->on_error, "reject") == 0 ?
+		batch->reject_limit - count_rejects(batch->batch_id) : 0;
+	sb->batch_id = batch->batch_id;
+	sb->target = batch->target;
+	sb->coordinator_id = rs->coordinator_id;
+	sb->content_hash = batch->content_hash;
+	sb->lc_monetary = batch->lc_monetary;
+	sb->fixed_forms = fixed_forms;
+	for (int j = 0; j < rs->nslices; j++)
+		if (rs->slices[j].stream != NULL)
+			rs->slices[j].stream->batch = sb;
 }
 
 /*
