@@ -453,7 +453,10 @@ load_group(RunState **members, int n)
 				slice->committed = false;
 			/* slices a shard committed before the error stay committed */
 			if (slice->stream && slice->stream->committed)
+			{
 				slice->committed = true;
+				ShardloadStreamRecordRejectsAgain(rs->batch->batch_id, slice->stream, slice->shard);
+			}
 		}
 	}
 }

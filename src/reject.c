@@ -178,3 +178,26 @@ ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
 					&args);
 	ShardloadCatalogEnd(&session);
 }
+
+/*
+ * ShardloadRejectRecorded
+ *	  Whether the row at a slice line is kept in shardload.reject.
+ */
+bool
+ShardloadRejectRecorded(int64 batch_id, int slice_no, int64 slice_line)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT8OID};
+	Datum		values[3];
+	bool		found;
+
+	values[0] = Int64GetDatum(batch_id);
+	values[1] = Int32GetDatum(slice_no);
+	values[2] = Int64GetDatum(slice_line);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT 1 FROM shardload.reject WHERE batch_id = $1 AND slice_no = $2"
+					 " AND slice_line = $3", 3, argtypes, values, NULL);
+	found = SPI_processed > 0;
+	ShardloadCatalogEnd(&session);
+	return found;
+}

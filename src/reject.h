@@ -30,5 +30,6 @@ extern bool ShardloadRowCheckerCheck(RowChecker *checker, char **values, char *s
 extern void ShardloadRecordReject(int64 batch_id, int64 line, const char *sqlstate,
 								  const char *message, const char *raw_row,
 								  int slice_no, int64 slice_line);
+extern bool ShardloadRejectRecorded(int64 batch_id, int slice_no, int64 slice_line);
 
 #endif							/* SHARDLOAD_REJECT_H */

@@ -16,6 +16,8 @@
 #include "stream_skip.h"
 
 static int64 failing_slice_line(StreamSlice *slice, ShardloadFailure *error);
+static void record_skipped_row(int64 batch_id, StreamSlice *slice, int64 line,
+							   const char *reason, const char *servername);
 
 /*
  * ShardloadStreamSliceSkip
@@ -207,21 +209,47 @@ ShardloadStreamRecordLostRejects(StreamBatch *batch, StreamSlice *slice, const c
 			known |= slice->skip[i] == line;
 		if (!known)
 		{
-			int64		line_no;
-			char	   *raw_row;
-			char		sqlstate[6] = "22000";
-			const char *message = psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
-										   servername);
-
-			if (reason && strlen(reason) > 6 && reason[5] == ' ')
-			{
-				memcpy(sqlstate, reason, 5);
-				message = reason + 6;
-			}
-			if (ShardloadPayloadLine(batch->batch_id, slice->slice_no, line, &line_no, &raw_row))
-				ShardloadRecordReject(batch->batch_id, line_no, sqlstate, message,
-									  raw_row, slice->slice_no, line);
+			record_skipped_row(batch->batch_id, slice, line, reason, servername);
 			ShardloadStreamSliceSkip(slice, line, reason);
 		}
 	}
+}
+
+/*
+ * ShardloadStreamRecordRejectsAgain
+ *	  The slice committed on its shard, but the load step that recorded the
+ *	  rows the shard refused was rolled back after that (an error or a
+ *	  cancel later in the step): record again those no longer in
+ *	  shardload.reject, or they would be neither loaded nor set aside.
+ */
+void
+ShardloadStreamRecordRejectsAgain(int64 batch_id, StreamSlice *slice, const char *servername)
+{
+	for (int i = 0; i < slice->nskip; i++)
+		if (!ShardloadRejectRecorded(batch_id, slice->slice_no, slice->skip[i]))
+			record_skipped_row(batch_id, slice, slice->skip[i], slice->skip_reasons[i], servername);
+}
+
+/*
+ * record_skipped_row
+ *	  Keep the row at a skipped line of the slice in shardload.reject, with
+ *	  its kept reason ("SQLSTATE message", or NULL if none was kept).
+ */
+static void
+record_skipped_row(int64 batch_id, StreamSlice *slice, int64 line, const char *reason,
+				   const char *servername)
+{
+	int64		line_no;
+	char	   *raw_row;
+	char		sqlstate[6] = "22000";
+	const char *message = psprintf("refused by server \"%s\" in an attempt whose record was lost; the reason was not kept",
+								   servername);
+
+	if (reason && strlen(reason) > 6 && reason[5] == ' ')
+	{
+		memcpy(sqlstate, reason, 5);
+		message = reason + 6;
+	}
+	if (ShardloadPayloadLine(batch_id, slice->slice_no, line, &line_no, &raw_row))
+		ShardloadRecordReject(batch_id, line_no, sqlstate, message, raw_row, slice->slice_no, line);
 }

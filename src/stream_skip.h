@@ -18,5 +18,7 @@ extern void ShardloadStreamNameInputLine(StreamBatch *batch, StreamSlice *slice,
 extern void ShardloadStreamRecordLostRejects(StreamBatch *batch, StreamSlice *slice,
 											 const char *servername, const char *skipped,
 											 const char *reasons);
+extern void ShardloadStreamRecordRejectsAgain(int64 batch_id, StreamSlice *slice,
+											  const char *servername);
 
 #endif							/* SHARDLOAD_STREAM_SKIP_H */

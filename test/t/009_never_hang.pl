@@ -183,4 +183,35 @@ ok($coord->poll_query_until('postgres',
 is($shards[0]->safe_psql('postgres', "SELECT count(*) FROM sales_region_1 WHERE note = 'f'"), '3',
 	'each exactly once');
 
+# ==== attempt_timeout after one slice committed with a row its shard refused ====
+# The cancel rolls back the load step, but the slice stays loaded on its
+# shard: the refused row must stay set aside, not be lost with the step.
+$shards[0]->safe_psql('postgres',
+	'ALTER TABLE sales_region_1 ADD CONSTRAINT not_4000002 CHECK (sale_id <> 4000002)');
+$shards[2]->safe_psql('postgres',
+	'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()');
+$coord->safe_psql('postgres', q{
+	ALTER SYSTEM SET shardload.progress_timeout = '60s';
+	ALTER SYSTEM SET shardload.attempt_timeout = '3s';
+	SELECT pg_reload_conf();
+});
+my $region_1 = shard_count($shards[0], 1);
+$b = $coord->safe_psql('postgres', q{
+	SELECT shardload.submit('sales', 'timeout-reject',
+		$$SELECT g + 4000000, CASE WHEN g <= 5 THEN 1 ELSE 3 END, 1, '2026-11-26'::date, 't'
+		  FROM generate_series(1, 8) g$$, on_error => 'reject', reject_limit => 10)});
+ok($coord->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM shardload.attempts WHERE batch_id = $b AND sqlstate = '57014'"),
+	'the attempt runs into attempt_timeout while a shard is busy');
+is($coord->safe_psql('postgres',
+		"SELECT line || ' ' || sqlstate FROM shardload.rejects WHERE batch_id = $b"),
+	'2 23514', 'the row the other shard refused is still set aside');
+$shards[2]->safe_psql('postgres', 'DROP TRIGGER hold ON sales_region_3');
+ok($coord->poll_query_until('postgres', "SELECT state = 'succeeded' FROM shardload.batches WHERE batch_id = $b"),
+	'the retry completes the batch');
+is($coord->safe_psql('postgres',
+		"SELECT rows_loaded || ' ' || rows_rejected FROM shardload.batches WHERE batch_id = $b"),
+	'7 1', 'seven rows loaded, one rejected');
+is(shard_count($shards[0], 1) - $region_1, 4, 'region 1 holds its four good rows once');
+
 done_testing();
