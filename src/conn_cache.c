@@ -84,11 +84,15 @@ ShardloadConnCacheKey(const ShardConnParams *params, const char *lc_monetary, bo
 {
 	StringInfoData key;
 
+	/* each part with its length, so no two different lists read the same */
 	initStringInfo(&key);
-	appendStringInfo(&key, "%u|%d|%s|%s", GetUserId(), fixed_forms ? 1 : 0,
-					 lc_monetary ? lc_monetary : "", params->servername);
+	appendStringInfo(&key, "%u|%d|%d|%zu:%s|%zu:%s", GetUserId(), fixed_forms ? 1 : 0,
+					 params->require_password ? 1 : 0,
+					 lc_monetary ? strlen(lc_monetary) : 0, lc_monetary ? lc_monetary : "",
+					 strlen(params->servername), params->servername);
 	for (int i = 0; params->keywords[i] != NULL; i++)
-		appendStringInfo(&key, "|%s=%s", params->keywords[i], params->values[i]);
+		appendStringInfo(&key, "|%zu:%s=%zu:%s", strlen(params->keywords[i]), params->keywords[i],
+						 strlen(params->values[i]), params->values[i]);
 	return key.data;
 }
 

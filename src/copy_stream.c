@@ -360,6 +360,13 @@ start_connect(StreamBatch *batch, StreamShard *sh)
 	/* a runner's connection kept from an earlier batch, if any */
 	sh->cache_key = ShardloadConnCacheKey(sh->params, batch->lc_monetary, batch->fixed_forms);
 	sh->conn = ShardloadConnCacheTake(sh->cache_key);
+	/* a kept connection passed the password rule when it was made */
+	if (sh->conn != NULL && sh->params->require_password && !PQconnectionUsedPassword(sh->conn))
+	{
+		PQfinish(sh->conn);
+		ReleaseExternalFD();
+		sh->conn = NULL;
+	}
 	if (sh->conn != NULL)
 	{
 		sh->fd_reserved = true;
