@@ -151,6 +151,33 @@ COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
 30,1
 \.
 SELECT batch_key, rows_total FROM shardload.batches WHERE batch_key LIKE 'events-part-%' ORDER BY batch_id;
+-- a statement counts once its transaction commits: rolled back, it leaves
+-- its number to the next one (as a new session would number it)
+SET shardload.batch_key = 'events-tx-%n';
+BEGIN;
+COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
+32,1
+\.
+ROLLBACK;
+COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
+33,1
+\.
+BEGIN;
+COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
+34,2
+\.
+SAVEPOINT s;
+COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
+35,1
+\.
+ROLLBACK TO s;
+COPY events_inbox (id, region) FROM STDIN (FORMAT csv);
+36,2
+\.
+COMMIT;
+SELECT b.batch_key, p.partition, p.rows FROM shardload.batches b
+	JOIN shardload.slices p USING (batch_id)
+	WHERE b.batch_key LIKE 'events-tx-%' ORDER BY b.batch_key;
 
 -- ==== INSERT into an inbox is a batch too; SET LOCAL names it for one transaction ====
 BEGIN;

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/reloptions.h"
+#include "access/xact.h"
 #include "catalog/pg_foreign_table.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
@@ -49,15 +50,26 @@ typedef struct InboxState
 	char	  **values;
 } InboxState;
 
-/* How many inbox statements of this session have ended under a key. */
+/*
+ * How many inbox statements of this session have ended under a key: those
+ * of committed transactions (statements), and those of the transaction in
+ * progress, by the subtransaction that ran them (pending), which count
+ * only once it commits, so that a statement rolled back is numbered again.
+ */
 typedef struct KeyCount
 {
 	char	   *key;			/* as given, "%n" and all */
 	int64		statements;
+	List	   *pending;		/* SubTransactionIds, one per statement */
 } KeyCount;
 
 char	   *shardload_batch_key = NULL;
 static List *key_counts = NIL;	/* of KeyCount, in TopMemoryContext */
+static bool callbacks_registered = false;
+
+static void count_at_xact_end(XactEvent event, void *arg);
+static void count_at_subxact_end(SubXactEvent event, SubTransactionId mySubid,
+								 SubTransactionId parentSubid, void *arg);
 
 static void inbox_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
 static int	inbox_updatable(Relation rel);
@@ -74,7 +86,8 @@ static void read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char *
 static char *statement_batch_key(Relation inbox, KeyCount *count);
 static KeyCount *key_count(const char *key);
 static int *match_inbox_columns(Relation inbox, ShardloadRouter *router);
-static CopyFromState current_copy(void);
+static CopyFromState current_copy(Relation inbox);
+static void count_statement(const char *key);
 
 /*
  * shardload_inbox_handler
@@ -283,7 +296,8 @@ statement_batch_key(Relation inbox, KeyCount *count)
 	{
 		if (p[0] == '%' && p[1] == 'n')
 		{
-			appendStringInfo(&key, INT64_FORMAT, count->statements + 1);
+			appendStringInfo(&key, INT64_FORMAT,
+							 count->statements + list_length(count->pending) + 1);
 			p++;
 		}
 		else
@@ -305,6 +319,12 @@ key_count(const char *key)
 
 	if (key == NULL || key[0] == '\0')
 		return NULL;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(count_at_xact_end, NULL);
+		RegisterSubXactCallback(count_at_subxact_end, NULL);
+		callbacks_registered = true;
+	}
 	foreach(cell, key_counts)
 	{
 		count = lfirst(cell);
@@ -326,8 +346,72 @@ key_count(const char *key)
 void
 ShardloadBatchKeyAssign(const char *newval, void *extra)
 {
+	ListCell   *cell;
+
+	foreach(cell, key_counts)
+		list_free(((KeyCount *) lfirst(cell))->pending);
 	list_free_deep(key_counts);
 	key_counts = NIL;
+}
+
+/*
+ * count_statement
+ *	  An inbox statement under key ended: it counts once its (sub)transaction
+ *	  commits.
+ */
+static void
+count_statement(const char *key)
+{
+	KeyCount   *count = key_count(key);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	count->pending = lappend_int(count->pending, (int) GetCurrentSubTransactionId());
+	MemoryContextSwitchTo(old);
+}
+
+static void
+count_at_xact_end(XactEvent event, void *arg)
+{
+	ListCell   *cell;
+
+	/* a prepared transaction's fate is unknown: its statements do not count */
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT && event != XACT_EVENT_PREPARE &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	foreach(cell, key_counts)
+	{
+		KeyCount   *count = lfirst(cell);
+
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+			count->statements += list_length(count->pending);
+		list_free(count->pending);
+		count->pending = NIL;
+	}
+}
+
+static void
+count_at_subxact_end(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *cell;
+
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	foreach(cell, key_counts)
+	{
+		KeyCount   *count = lfirst(cell);
+		ListCell   *pc;
+
+		foreach(pc, count->pending)
+		{
+			if ((SubTransactionId) lfirst_int(pc) != mySubid)
+				continue;
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				count->pending = foreach_delete_current(count->pending, pc);
+			else
+				lfirst_int(pc) = (int) parentSubid;
+		}
+	}
 }
 
 /*
@@ -381,7 +465,7 @@ inbox_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 	InboxState *state = rinfo->ri_FdwState;
 	Capture    *cap = state->cap;
 	ShardloadRouter *router = cap->router;
-	CopyFromState copy = current_copy();
+	CopyFromState copy = current_copy(rinfo->ri_RelationDesc);
 	MemoryContext old = MemoryContextSwitchTo(cap->row_context);
 	int64		line_no = cap->rows + 1;
 
@@ -419,21 +503,26 @@ inbox_end(EState *estate, ResultRelInfo *rinfo)
 		return;
 	(void) ShardloadSubmitEnd(state->sub);
 	/* looked up again: a SET in the statement may have reset the counts */
-	key_count(state->key)->statements++;
+	count_statement(state->key);
 	rinfo->ri_FdwState = NULL;
 }
 
 /*
  * current_copy
- *	  The COPY FROM that is calling us, if any: it names itself on the
+ *	  The COPY FROM into inbox that is calling us, if any: it names itself on the
  *	  error context stack, which is how its input line can be kept with a
  *	  rejected row just as submit_csv() keeps it.
  */
 static CopyFromState
-current_copy(void)
+current_copy(Relation inbox)
 {
 	for (ErrorContextCallback *cb = error_context_stack; cb != NULL; cb = cb->previous)
 		if (cb->callback == CopyFromErrorCallback)
-			return (CopyFromState) cb->arg;
+		{
+			CopyFromState copy = (CopyFromState) cb->arg;
+
+			/* not another COPY whose trigger inserts into the inbox */
+			return copy->rel == inbox ? copy : NULL;
+		}
 	return NULL;
 }
