@@ -181,6 +181,16 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 
 		if (k == 0)
 			continue;
+		if (cancel != NULL)
+		{
+			/* cancelled: the groups not loaded yet are recorded so */
+			for (int m = 0; m < k; m++)
+			{
+				members[m]->failure = ShardloadFailureFromError(cancel, members[m]->stage, NULL);
+				members[m]->cancel = cancel;
+			}
+			continue;
+		}
 		/* an attempt in the background has a time limit of its own */
 		if (runner && shardload_attempt_timeout > 0)
 		{
@@ -191,17 +201,17 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 		}
 		load_group(members, k);
 		disarm_attempt_timeout();
+		if (members[0]->cancel != NULL)
+			cancel = members[0]->cancel;
 	}
 	commit_step(runner);
 
-	ShardloadRecordOutcomesBegin();
+	ShardloadRecordOutcomesBegin(rs, n);
 	for (int i = 0; i < n; i++)
 	{
 		if (rs[i] == NULL)
 			continue;
 		ShardloadRecordOutcome(rs[i]);
-		if (rs[i]->cancel && cancel == NULL)
-			cancel = rs[i]->cancel;
 	}
 	commit_step(runner);
 	if (cancel)

@@ -10,6 +10,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -82,9 +83,14 @@ record_circuits(RunState *rs)
 		}
 		else if (slice->failure)
 		{
-			ShardloadCircuitRecord(slice->shard, false,
-								   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
-								   ShardloadFailureText(slice->failure));
+			char	   *key = psprintf("F:%s", slice->shard);
+
+			/* one failure of a server per group: one event, seen by all */
+			if (!memo_has(key))
+				ShardloadCircuitRecord(slice->shard, false,
+									   slice->failure->unreachable ? "08000" : slice->failure->sqlstate,
+									   ShardloadFailureText(slice->failure));
+			memo_set(key, true);
 			memo_set(psprintf("S:%s", slice->shard), false);
 		}
 	}
@@ -92,14 +98,39 @@ record_circuits(RunState *rs)
 
 /*
  * ShardloadRecordOutcomesBegin
- *	  The record step of a group (or of one attempt) begins: nothing is
- *	  written yet in its transaction.
+ *	  The record step of a group (or of one attempt, rs[0..n-1], NULLs
+ *	  allowed) begins: nothing is written yet in its transaction.  The
+ *	  servers' rows of shardload.shard_state are locked first, in name
+ *	  order, so that two runners recording groups over the same servers
+ *	  cannot deadlock.
  */
 void
-ShardloadRecordOutcomesBegin(void)
+ShardloadRecordOutcomesBegin(RunState **rs, int n)
 {
+	ShardloadCatalogSession session;
+	List	   *servers = NIL;
+	Datum	   *elems;
+	int			nservers = 0;
+	ListCell   *lc;
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		values[1];
+
 	list_free_deep(group_memo);
 	group_memo = NIL;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; rs[i] != NULL && j < rs[i]->nslices; j++)
+			if (rs[i]->slices[j].shard != NULL)
+				servers = list_append_unique_ptr(servers, rs[i]->slices[j].shard);
+	if (list_length(servers) < 2)
+		return;
+	elems = palloc(sizeof(Datum) * list_length(servers));
+	foreach(lc, servers)
+		elems[nservers++] = CStringGetTextDatum((char *) lfirst(lc));
+	values[0] = PointerGetDatum(construct_array(elems, nservers, TEXTOID, -1, false, TYPALIGN_INT));
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiExec("SELECT 1 FROM shardload.shard_state WHERE server = ANY ($1)"
+					 " ORDER BY server FOR UPDATE", 1, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
 }
 
 static bool
