@@ -96,8 +96,116 @@ GRANT USAGE ON FOREIGN SERVER shardload_inbox TO PUBLIC;
 CREATE FUNCTION shardload.create_inbox(target regclass, inbox text DEFAULT NULL,
 									   on_error text DEFAULT 'stop', reject_limit bigint DEFAULT 0,
 									   policy text DEFAULT NULL, tenant text DEFAULT NULL,
-									   batch_key text DEFAULT NULL)
+									   batch_key text DEFAULT NULL, atomic boolean DEFAULT NULL)
 	RETURNS regclass
 	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_create_inbox';
-COMMENT ON FUNCTION shardload.create_inbox(regclass, text, text, bigint, text, text, text)
+COMMENT ON FUNCTION shardload.create_inbox(regclass, text, text, bigint, text, text, text, boolean)
 	IS 'make the inbox (a foreign table) that COPY loads batches of a target through; name each batch with shardload.batch_key or the inbox''s batch_key';
+
+-- ==== atomic batches: all shards or none (two-phase commit) ====
+
+ALTER TABLE shardload.batch ADD COLUMN atomic boolean NOT NULL DEFAULT false;
+-- a target's default for batches submitted without atomic =>
+ALTER TABLE shardload.target_policy ADD COLUMN atomic boolean NOT NULL DEFAULT false;
+
+/*
+ * One row per attempt of an atomic batch whose prepared transactions may
+ * still be on its shards: written (committed) before the first PREPARE,
+ * decided_at set in the transaction that commits the local slices (the
+ * decision), removed once every shard has committed or rolled back.
+ */
+CREATE TABLE shardload.atomic_attempt (
+	batch_id bigint NOT NULL,
+	attempt int NOT NULL,
+	started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	decided_at timestamptz,
+	CONSTRAINT atomic_attempt_pkey PRIMARY KEY (batch_id, attempt)
+);
+COMMENT ON TABLE shardload.atomic_attempt IS 'attempts of atomic batches whose prepared transactions may be on shards (read shardload.in_doubt)';
+
+CREATE OR REPLACE VIEW shardload.batches WITH (security_barrier) AS
+	SELECT b.batch_id, b.target, b.batch_key, b.tenant, b.state, b.attempts,
+		   b.rows_total, b.rows_loaded, b.rows_rejected, b.next_attempt_at,
+		   b.last_failure_type, b.last_reason, b.created_at, b.finished_at,
+		   b.owner, b.policy_name AS policy, b.on_error, b.reject_limit,
+		   b.source_kind, b.content_hash, b.payload_bytes,
+		   b.payload_purged_at IS NULL AS payload_kept, b.atomic
+	FROM shardload.batch b
+	WHERE b.owner::oid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
+
+CREATE VIEW shardload.in_doubt WITH (security_barrier) AS
+	SELECT a.batch_id, a.attempt, s.server,
+		   'shardload:' || n.coordinator_id || ':' || a.batch_id || ':' || a.attempt || ':%'
+			   AS gid_pattern,
+		   CASE WHEN a.decided_at IS NOT NULL THEN 'commit'
+				-- the attempt still runs (it holds its batch's lock): it decides
+				WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'
+					AND l.database = (SELECT oid FROM pg_catalog.pg_database
+									  WHERE datname = pg_catalog.current_database())
+					AND l.classid::bigint = a.batch_id >> 32
+					AND l.objid::bigint = a.batch_id & 4294967295
+					AND l.objsubid = 21324) THEN 'undecided'
+				ELSE 'rollback' END AS resolution,
+		   a.started_at AS prepared_since, a.decided_at
+	FROM shardload.atomic_attempt a
+	JOIN shardload.batches b USING (batch_id)
+	CROSS JOIN shardload.node n
+	CROSS JOIN LATERAL (SELECT DISTINCT sl.shard AS server FROM shardload.slice sl
+						WHERE sl.batch_id = a.batch_id AND sl.shard IS NOT NULL) s;
+COMMENT ON VIEW shardload.in_doubt IS 'prepared transactions of atomic batches that may be left on shards, and how recovery will end them';
+GRANT SELECT ON shardload.in_doubt TO PUBLIC;
+
+DROP FUNCTION shardload.submit(regclass, text, text, text, text, bigint, text);
+CREATE FUNCTION shardload.submit(target regclass, batch_key text, source_query text,
+								 policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+								 reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+								 atomic boolean DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_submit';
+COMMENT ON FUNCTION shardload.submit(regclass, text, text, text, text, bigint, text, boolean)
+	IS 'capture the rows of a query as a batch for a partitioned table; returns the batch id';
+
+DROP FUNCTION shardload.submit_csv(regclass, text, text, text, text, bigint, text, boolean);
+CREATE FUNCTION shardload.submit_csv(target regclass, batch_key text, data text,
+									 policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+									 reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+									 header boolean DEFAULT false, atomic boolean DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_submit_csv';
+COMMENT ON FUNCTION shardload.submit_csv(regclass, text, text, text, text, bigint, text, boolean, boolean)
+	IS 'capture rows given as CSV text as a batch; returns the batch id';
+
+DROP FUNCTION shardload.submit_file(regclass, text, text, text, text, bigint, text, boolean, text);
+CREATE FUNCTION shardload.submit_file(target regclass, batch_key text, path text,
+									  policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+									  reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+									  header boolean DEFAULT false, format text DEFAULT 'csv',
+									  atomic boolean DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_submit_file';
+COMMENT ON FUNCTION shardload.submit_file(regclass, text, text, text, text, bigint, text, boolean, text, boolean)
+	IS 'capture rows from a server-side CSV or text file as a batch; returns the batch id';
+
+/* atomic goes last: calls that give batch_id by position keep working */
+DROP PROCEDURE shardload.load(regclass, text, text, text, text, bigint, text, bigint);
+CREATE PROCEDURE shardload.load(target regclass, batch_key text, source_query text,
+								policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+								reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+								INOUT batch_id bigint DEFAULT NULL, atomic boolean DEFAULT NULL)
+	LANGUAGE plpgsql AS $$
+BEGIN
+	batch_id := shardload.submit(target, batch_key, source_query, policy,
+								 on_error, reject_limit, tenant, atomic);
+	COMMIT;
+	CALL shardload.run(batch_id);
+END
+$$;
+COMMENT ON PROCEDURE shardload.load(regclass, text, text, text, text, bigint, text, bigint, boolean)
+	IS 'submit a query''s rows as a batch and run it at once; returns the batch id';
+
+-- a shard in the wrong state for what is asked (prepared transactions
+-- disabled, for an atomic batch): no retry mends it
+INSERT INTO shardload.error_rule (sqlstate_prefix, failure_type, reason, seeded)
+	VALUES ('55000', 'NON_RETRYABLE', 'CONFIGURATION', true)
+	ON CONFLICT (sqlstate_prefix) DO NOTHING;

@@ -126,6 +126,8 @@ setup_servers() {
 			echo "unix_socket_directories = '$BENCH_DIR'"
 			echo "shared_buffers = 256MB"
 			echo "max_wal_size = 4GB"
+			# atomic batches PREPARE on the shards
+			echo "max_prepared_transactions = 10"
 			if [[ $s == coord ]]; then coord_conf; fi
 		} >>"$conf"
 	done

@@ -22,7 +22,7 @@
 #   MEM_MID       rows of the middle run (per-row cost)  (1000000)
 #   MEM_LARGE     rows of the large memory run           (5000000)
 #   REPEAT        runs of each fast phase; best is kept  (3)
-#   PHASES        which phases to run                    (limit run e2e copy rej fdw mem)
+#   PHASES        which phases to run                    (limit run atomic e2e copy rej fdw mem)
 #   BENCH_KEEP    1: leave the servers' data dirs behind (0)
 #   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
 
@@ -37,13 +37,14 @@ MEM_SMALL=${MEM_SMALL:-100000}
 MEM_MID=${MEM_MID:-1000000}
 MEM_LARGE=${MEM_LARGE:-5000000}
 REPEAT=${REPEAT:-3}
-PHASES=${PHASES:-limit run e2e copy rej fdw mem}
+PHASES=${PHASES:-limit run atomic e2e copy rej fdw mem}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_OUT=${BENCH_OUT:-$SCRIPT_DIR/out}
 
 # Targets from the issue.
 TARGET_LOAD=0.8        # load phase / limit
+TARGET_ATOMIC=0.9      # atomic load phase / plain load phase
 TARGET_E2E=0.8         # end to end (load, COPY path) / limit
 TARGET_FDW=3.5         # end to end / fastest path through the foreign partitions
 TARGET_MEM_MB=64       # peak(MEM_LARGE) - peak(MEM_SMALL)
@@ -240,22 +241,24 @@ phase_limit() {
 	record_time limit "$ROWS" "$(secs_between "$t0" "$t1")"
 }
 
-# 1. pg_shardload's load phase: submit, checkpoint, then time CALL run.
+# 1. pg_shardload's load phase: submit, checkpoint, then time CALL run;
+# with atomic=true (1c), the same for an atomic batch (two-phase commit).
 phase_shardload_run() {
-	local key=$1 bid t0 t1 t2
+	local key=$1 atomic=${2:-false} bid t0 t1 t2 name=run
+	[[ $atomic == true ]] && name=run_atomic
 	reset_all
 	t0=$(now)
-	bid=$(pg coord -c "SELECT shardload.submit('sales', '$key', \$\$SELECT * FROM staging_sales\$\$)")
+	bid=$(pg coord -c "SELECT shardload.submit('sales', '$key', \$\$SELECT * FROM staging_sales\$\$, atomic => $atomic)")
 	t1=$(now)
-	record_time submit "$ROWS" "$(secs_between "$t0" "$t1")"
+	[[ $atomic == true ]] || record_time submit "$ROWS" "$(secs_between "$t0" "$t1")"
 	checkpoint_all
 	t1=$(now)
 	pg coord -c "CALL shardload.run($bid)"
 	t2=$(now)
 	verify_batch "$bid" "$ROWS"
 	verify_shards "$EXPECT_ALL"
-	record payload_bytes "$(pg coord -c "SELECT payload_bytes FROM shardload.batches WHERE batch_id = $bid")"
-	record_time run "$ROWS" "$(secs_between "$t1" "$t2")"
+	[[ $atomic == true ]] || record payload_bytes "$(pg coord -c "SELECT payload_bytes FROM shardload.batches WHERE batch_id = $bid")"
+	record_time "$name" "$ROWS" "$(secs_between "$t1" "$t2")"
 }
 
 # 2. End to end: CALL shardload.load (submit, commit, run) in one call.
@@ -507,11 +510,12 @@ report() {
 		echo
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
-		for key in limit run submit e2e split_e2e copy_path copy_in rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
+		for key in limit run run_atomic submit e2e split_e2e copy_path copy_in rej_clean rej_clean_submit rej_bad rej_bad_submit ref_e2e \
 			fdw_insert_bs1 fdw_insert_bs1000 fdw_copy pgloader pgloader_inbox; do
 			case $key in
 				limit) label="3. limit: direct COPY into the 3 shards in parallel" ;;
 				run) label="1. pg_shardload load phase (CALL shardload.run)" ;;
+				run_atomic) label="1c. load phase of an atomic batch (2PC)" ;;
 				submit) label="   pg_shardload submit alone" ;;
 				e2e) label="2. pg_shardload end to end (CALL shardload.load)" ;;
 				split_e2e) label="   pg_shardload submit + run (sum of the above)" ;;
@@ -601,6 +605,8 @@ report() {
 		echo "targets (informational)"
 		a=$(ratio "$run_rate" "$lim_rate")
 		printf '%-64s %8s  %s\n' "load phase >= $TARGET_LOAD x limit" "$a" "$(verdict "$a" "$TARGET_LOAD" ge)"
+		a=$(ratio "$(rate "$(get run_atomic.rows)" "$(get run_atomic.secs)")" "$run_rate")
+		printf '%-64s %8s  %s\n' "atomic load phase >= $TARGET_ATOMIC x the plain one" "$a" "$(verdict "$a" "$TARGET_ATOMIC" ge)"
 		a=$(ratio "$e2e_rate" "$lim_rate")
 		printf '%-64s %8s  %s\n' "end to end >= $TARGET_E2E x limit" "$a" "$(verdict "$a" "$TARGET_E2E" ge)"
 		a=$(ratio "$e2e_rate" "$fastest")
@@ -665,6 +671,7 @@ main() {
 	for ((i = 1; i <= REPEAT; i++)); do
 		want limit && phase limit phase_limit
 		want run && phase run phase_shardload_run "bench-run-$i"
+		want atomic && phase run_atomic phase_shardload_run "bench-atomic-$i" true
 		want e2e && phase e2e phase_shardload_e2e "bench-e2e-$i"
 		want copy && phase copy_path phase_copy_path "bench-copy-$i"
 		if want rej; then

@@ -101,6 +101,25 @@ FROM shardload.failures WHERE job_id IN (:d, :n, :m, :x, :t, :r) ORDER BY job_id
 SELECT jsonb_object_keys(shardload.failure_record(:n)) AS key ORDER BY 1;
 SELECT shardload.failure_record(:t) ->> 'status' AS no_longer_failing;
 
+-- ==== atomic batches need prepared transactions on every shard ====
+-- this server has max_prepared_transactions = 0 (test/regress.conf)
+SELECT count(*) AS before FROM metrics;
+SELECT shardload.submit('metrics', 'atomic-1', $$VALUES (30, 1, 1), (31, 1, 2)$$, atomic => true) AS a \gset
+\set VERBOSITY default
+CALL shardload.run(:a);
+\set VERBOSITY terse
+SELECT state, atomic, rows_loaded, last_failure_type, last_reason FROM shardload.batches WHERE batch_id = :a;
+SELECT sqlstate, next_action FROM shardload.attempts WHERE batch_id = :a;
+SELECT count(*) AS after FROM metrics;
+SELECT count(*) AS in_doubt FROM shardload.in_doubt;
+-- a target's default, and atomic => false to go without it
+INSERT INTO shardload.target_policy (target, policy_name, atomic) VALUES ('metrics', 'default', true);
+SELECT shardload.submit('metrics', 'atomic-2', $$VALUES (32, 1, 1)$$) AS a2 \gset
+SELECT shardload.submit('metrics', 'atomic-3', $$VALUES (33, 1, 1)$$, atomic => false) AS a3 \gset
+SELECT batch_key, atomic FROM shardload.batches WHERE batch_id IN (:a2, :a3) ORDER BY batch_id;
+DELETE FROM shardload.target_policy WHERE target = 'metrics'::regclass;
+SELECT shardload.cancel(:a2);
+
 DROP TABLE metrics, metrics_down, metrics_nomap;
 DROP SERVER fail_a, fail_closed, fail_nomap CASCADE;
 DELETE FROM shardload.retry_policy WHERE policy_name = 'regress_fixed';

@@ -32,7 +32,8 @@ PG_FUNCTION_INFO_V1(shardload_unschedule);
 PG_FUNCTION_INFO_V1(shardload_cron_next);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
-static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
+static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
+						   int atomic_arg);
 
 static char *
 required_text(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -47,10 +48,13 @@ required_text(FunctionCallInfo fcinfo, int argno, const char *name)
 /*
  * submit_common
  *	  Arguments shared by the submit functions: target, batch_key, source,
- *	  policy, on_error, reject_limit, tenant[, header[, format]].
+ *	  policy, on_error, reject_limit, tenant[, header[, format]], and atomic
+ *	  at atomic_arg (absent in the 0.1 functions, which an upgrade test
+ *	  calls with this library).
  */
 static int64
-submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name)
+submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
+			  int atomic_arg)
 {
 	ShardloadSubmitArgs args;
 
@@ -70,25 +74,27 @@ submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name
 	args.header = PG_NARGS() > 7 && !PG_ARGISNULL(7) && PG_GETARG_BOOL(7);
 	args.format = (PG_NARGS() > 8 && !PG_ARGISNULL(8)) ?
 		text_to_cstring(PG_GETARG_TEXT_PP(8)) : "csv";
+	args.atomic_given = PG_NARGS() > atomic_arg && !PG_ARGISNULL(atomic_arg);
+	args.atomic = args.atomic_given && PG_GETARG_BOOL(atomic_arg);
 	return ShardloadSubmit(&args);
 }
 
 Datum
 shardload_submit(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query"));
+	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query", 7));
 }
 
 Datum
 shardload_submit_csv(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data"));
+	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data", 8));
 }
 
 Datum
 shardload_submit_file(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "file", "path"));
+	PG_RETURN_INT64(submit_common(fcinfo, "file", "path", 9));
 }
 
 /*

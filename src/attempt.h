@@ -23,7 +23,9 @@ typedef struct RunSlice
 	int64		bytes;
 	bool		was_committed;	/* before this attempt */
 	bool		committed;
+	bool		prepared;		/* atomic: PREPAREd on its shard */
 	bool		local;
+	bool		load_later;		/* atomic: a local slice loaded after the PREPAREs */
 	char	   *shard;
 	int64		first_line;
 	char	   *first_detail;
@@ -45,11 +47,14 @@ typedef struct RunState
 	ShardloadStage stage;			/* where the attempt is, for caught errors */
 	ErrorData  *cancel;			/* a cancel to pass on once it is recorded */
 	bool		fixed_forms;	/* payload in fixed value forms */
+	bool		atomic_began;	/* atomic: may leave prepared slices (atomic.c) */
+	bool		decided;		/* atomic: the decision to commit is made */
 
 	/* the load step's (load_step.c) */
 	Relation	target;			/* open while the load runs; NULL: cannot run */
 	List	   *servers;		/* foreign servers of its slices (OIDs) */
 	List	   *shard_list;		/* and their streams (StreamShard *) */
+	List	   *column_names;	/* the target's, for local slices loaded later */
 } RunState;
 
 /*

@@ -124,6 +124,8 @@ static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static LedgerSliceKey key_of(StreamBatch *batch, StreamSlice *slice);
 static ShardloadStage stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static ShardloadFailure *prepare_failure(StreamSlice *slice, StreamShard *sh,
+										 ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
 							   const char *skipped, const char *reasons);
 static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
@@ -776,12 +778,17 @@ static void
 record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice)
 {
 	LedgerSliceKey key = slice_key(batch, sh);
+	const char *gid_prefix = slice->batch->gid_prefix;
 	char	   *sql = ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
 														slice->rows - slice->nskip, slice->skip,
 														sh->ledger_reasons ? slice->skip_reasons : NULL,
-														slice->nskip, !sh->in_txn);
+														slice->nskip, !sh->in_txn && gid_prefix == NULL);
 	int			next = sh->in_txn ? next_to_send(sh) : sh->nslices;
 
+	/* atomic: the rows and the ledger row are prepared, not committed */
+	if (gid_prefix)
+		sql = psprintf("%s; PREPARE TRANSACTION %s", sql,
+					   quote_literal_cstr(psprintf("%s%d", gid_prefix, slice->slice_no)));
 	sh->chained = next < sh->nslices;
 	if (sh->chained)
 	{
@@ -828,7 +835,7 @@ commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *r
 		send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 	}
 	else if (error)
-		fail_slice(sh, error);
+		fail_slice(sh, prepare_failure(slice, sh, error));
 	else if (sh->in_txn && sh->chained)
 	{
 		/* committed with the last slice; the next one's lookup is in res */
@@ -849,6 +856,8 @@ commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *r
 		/* in a shared transaction: committed with the last slice */
 		if (sh->in_txn)
 			slice->pending = true;
+		else if (slice->batch->gid_prefix)
+			slice->prepared = true;
 		else
 			slice->committed = true;
 		start_next_slice(batch, sh);
@@ -866,7 +875,7 @@ can_share(StreamShard *sh)
 	if (sh->nslices < 2)
 		return false;
 	for (int i = 0; i < sh->nslices; i++)
-		if (sh->slices[i]->reject_mode)
+		if (sh->slices[i]->reject_mode || sh->slices[i]->batch->gid_prefix)
 			return false;
 	return true;
 }
@@ -1393,4 +1402,23 @@ ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash, const 
 	}
 	ShardloadStreamRecordLostRejects(batch, slice, sh->params->servername, skipped, reasons);
 	return true;
+}
+
+/*
+ * prepare_failure
+ *	  A shard that cannot PREPARE (max_prepared_transactions = 0) cannot
+ *	  take part in an atomic batch: say so, naming the server and the
+ *	  setting, as a failure no retry can mend.
+ */
+static ShardloadFailure *
+prepare_failure(StreamSlice *slice, StreamShard *sh, ShardloadFailure *error)
+{
+	if (slice->batch->gid_prefix == NULL || strcmp(error->sqlstate, "55000") != 0 ||
+		strstr(error->message, "prepared transactions are disabled") == NULL)
+		return error;
+	error->message = psprintf("server \"%s\" cannot take part in an atomic batch: prepared transactions are disabled there",
+							  sh->params->servername);
+	error->detail = pstrdup("An atomic batch PREPAREs its slice on every shard before it commits any.");
+	error->hint = pstrdup("Set max_prepared_transactions to a nonzero value on that server (a restart is needed), or submit the rows without atomic => true.");
+	return error;
 }

@@ -28,6 +28,7 @@ typedef struct StreamSlice
 	bool		committed;		/* loaded now, or found in the ledger */
 	bool		pending;		/* sent, to commit with a shared transaction */
 	bool		found_in_ledger;
+	bool		prepared;		/* atomic: PREPAREd, to commit on the decision */
 	ShardloadFailure *failure;
 	int64		rows_sent;		/* progress of this attempt */
 	int			progress_slot;	/* its progress parameter, -1 if none */
@@ -93,6 +94,8 @@ struct StreamBatch
 	const char *content_hash;
 	const char *lc_monetary;	/* for batches with money values, else NULL */
 	bool		fixed_forms;	/* payload in fixed forms (captured by 0.2+) */
+	const char *gid_prefix;		/* atomic: each slice is PREPAREd as this
+								 * prefix and its number; NULL: committed */
 	ShardloadStage *stage_out;		/* kept up to date: where the stream is, for
 								 * an error raised meanwhile (NULL: none) */
 };

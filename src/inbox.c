@@ -113,7 +113,7 @@ shardload_inbox_handler(PG_FUNCTION_ARGS)
 /*
  * shardload_inbox_validator
  *	  Options of an inbox (target, batch_key, on_error, reject_limit, policy,
- *	  tenant);
+ *	  tenant, atomic);
  *	  the wrapper, its server and user mappings take none.
  */
 Datum
@@ -132,12 +132,13 @@ shardload_inbox_validator(PG_FUNCTION_ARGS)
 		if (catalog != ForeignTableRelationId ||
 			!(strcmp(def->defname, "target") == 0 || strcmp(def->defname, "on_error") == 0 ||
 			  strcmp(def->defname, "reject_limit") == 0 || strcmp(def->defname, "policy") == 0 ||
-			  strcmp(def->defname, "tenant") == 0 || strcmp(def->defname, "batch_key") == 0))
+			  strcmp(def->defname, "tenant") == 0 || strcmp(def->defname, "batch_key") == 0 ||
+			  strcmp(def->defname, "atomic") == 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid option \"%s\"", def->defname),
 					 catalog == ForeignTableRelationId ?
-					 errhint("An inbox takes the options target, batch_key, on_error, reject_limit, policy and tenant.") :
+					 errhint("An inbox takes the options target, batch_key, on_error, reject_limit, policy, tenant and atomic.") :
 					 errhint("Only the inboxes (foreign tables) of pg_shardload's wrapper take options.")));
 		has_target |= strcmp(def->defname, "target") == 0;
 		if (strcmp(def->defname, "on_error") == 0 &&
@@ -146,6 +147,8 @@ shardload_inbox_validator(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value for on_error: \"%s\"", value),
 					 errdetail("Valid values are \"stop\" and \"reject\".")));
+		if (strcmp(def->defname, "atomic") == 0)
+			(void) defGetBoolean(def);	/* errors on anything but a boolean */
 		if (strcmp(def->defname, "reject_limit") == 0)
 		{
 			int64		limit = pg_strtoint64(value);
@@ -266,6 +269,11 @@ read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key)
 			args->policy = value;
 		else if (strcmp(def->defname, "tenant") == 0)
 			args->tenant = value;
+		else if (strcmp(def->defname, "atomic") == 0)
+		{
+			args->atomic_given = true;
+			args->atomic = defGetBoolean(def);
+		}
 		else if (strcmp(def->defname, "batch_key") == 0)
 			*batch_key = value;
 	}

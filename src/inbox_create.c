@@ -34,7 +34,7 @@ static char *column_default(Relation target, AttrNumber attnum);
 /*
  * shardload_create_inbox
  *	  create_inbox(target, inbox, on_error, reject_limit, policy, tenant,
- *	  batch_key):
+ *	  batch_key, atomic):
  *	  make the inbox (by default "<target>_inbox" beside the target) as
  *	  the calling role, and return it.
  */
@@ -81,6 +81,9 @@ shardload_create_inbox(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, ", tenant %s", quote_literal_cstr(text_to_cstring(PG_GETARG_TEXT_PP(5))));
 	if (!PG_ARGISNULL(6))
 		appendStringInfo(&sql, ", batch_key %s", quote_literal_cstr(text_to_cstring(PG_GETARG_TEXT_PP(6))));
+	/* without it, the target's default applies when each batch is made */
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		appendStringInfo(&sql, ", atomic '%s'", PG_GETARG_BOOL(7) ? "true" : "false");
 	appendStringInfoString(&sql, ")");
 
 	if (SPI_connect() != SPI_OK_CONNECT)

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "atomic.h"
 #include "attempt.h"
 #include "circuit.h"
 #include "connection.h"
@@ -67,6 +68,8 @@ static void describe_batch(RunState *rs, StreamBatch *sb, bool fixed_forms);
 static bool destination_changed(ShardloadBatch *batch, RunSlice *slice,
 								ShardloadRouter *router);
 static void skip_known_rejects(int64 batch_id, StreamSlice *ss);
+static void decide_atomic(RunState *rs);
+static void load_later_step(void *arg);
 static int64 count_rejects(int64 batch_id);
 
 /*
@@ -94,6 +97,9 @@ ShardloadLoadGroupStep(void *arg)
 	/* a connection's session reads the fixed forms or not: two streams */
 	stream_foreign_slices(group, true);
 	stream_foreign_slices(group, false);
+	for (int i = 0; i < group->n; i++)
+		if (group->members[i]->atomic_began)
+			decide_atomic(group->members[i]);
 	for (int i = 0; i < group->n; i++)
 		if (group->members[i]->target != NULL)
 			table_close(group->members[i]->target, AccessShareLock);
@@ -153,7 +159,13 @@ prepare_slices(RunState *rs)
 		}
 		if (destination_changed(batch, slice, router))
 			continue;
-		if (relkind == RELKIND_RELATION)
+		if (relkind == RELKIND_RELATION && batch->atomic)
+		{
+			/* loaded once every shard has PREPAREd (decide_atomic) */
+			slice->local = slice->load_later = true;
+			rs->column_names = column_names;
+		}
+		else if (relkind == RELKIND_RELATION)
 			load_local_slice(rs, slice, column_names);
 		else if (relkind == RELKIND_FOREIGN_TABLE)
 			plan_foreign_slice(rs, slice, router, &rs->servers, &rs->shard_list);
@@ -371,6 +383,7 @@ stream_foreign_slices(ShardloadGroup *group, bool fixed_forms)
 			if (slice->stream == NULL)
 				continue;
 			slice->committed = slice->stream->committed;
+			slice->prepared = slice->stream->prepared;
 			if (slice->stream->failure)
 				slice->failure = slice->stream->failure;
 		}
@@ -434,6 +447,8 @@ describe_batch(RunState *rs, StreamBatch *sb, bool fixed_forms)
 	sb->content_hash = batch->content_hash;
 	sb->lc_monetary = batch->lc_monetary;
 	sb->fixed_forms = fixed_forms;
+	sb->gid_prefix = rs->atomic_began ?
+		ShardloadAtomicGidPrefix(rs->coordinator_id, batch->batch_id, rs->attempt) : NULL;
 	for (int j = 0; j < rs->nslices; j++)
 		if (rs->slices[j].stream != NULL)
 			rs->slices[j].stream->batch = sb;
@@ -598,4 +613,64 @@ count_rejects(int64 batch_id)
 	n = ShardloadSpiInt64(0, 1, NULL);
 	ShardloadCatalogEnd(&session);
 	return n;
+}
+
+/*
+ * decide_atomic
+ *	  An atomic batch's foreign slices are streamed: if every one is
+ *	  PREPAREd (or was loaded before), load its local slices, all or none,
+ *	  and record the decision to commit in this transaction.  Otherwise
+ *	  nothing is decided and the prepared slices are rolled back once the
+ *	  step is over (loader.c).
+ */
+static void
+decide_atomic(RunState *rs)
+{
+	ErrorData  *edata;
+
+	if (rs->failure != NULL || rs->target == NULL)
+		return;
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+
+		if (slice->failure != NULL ||
+			!(slice->committed || slice->prepared || slice->load_later))
+			return;
+	}
+	edata = ShardloadTryStep(load_later_step, rs, false);
+	if (edata != NULL)
+	{
+		/* the local slices went back with it; the failing one says why */
+		for (int i = 0; i < rs->nslices; i++)
+			if (rs->slices[i].load_later)
+				rs->slices[i].committed = false;
+		return;
+	}
+	ShardloadAtomicDecide(rs->batch->batch_id, rs->attempt);
+	rs->decided = true;
+}
+
+/*
+ * load_later_step
+ *	  The local slices of an atomic batch, each as load_local_slice loads
+ *	  it; one failing fails them all (an error ends this subtransaction).
+ */
+static void
+load_later_step(void *arg)
+{
+	RunState   *rs = arg;
+
+	for (int i = 0; i < rs->nslices; i++)
+	{
+		RunSlice   *slice = &rs->slices[i];
+
+		if (!slice->load_later || slice->committed)
+			continue;
+		load_local_slice(rs, slice, rs->column_names);
+		if (slice->failure != NULL)
+			ereport(ERROR,
+					(errmsg("local slice %d of atomic batch %lld failed",
+							slice->slice_no, (long long) rs->batch->batch_id)));
+	}
 }

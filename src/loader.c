@@ -45,6 +45,7 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "atomic.h"
 #include "attempt.h"
 #include "circuit.h"
 #include "classify.h"
@@ -76,6 +77,8 @@ static volatile sig_atomic_t attempt_timed_out = false;
 static void attempt_timeout_handler(void);
 static void disarm_attempt_timeout(void);
 static RunState *begin_attempt(int64 batch_id);
+static void begin_atomic(RunState *rs);
+static void end_atomic(RunState *rs);
 static void load_group(RunState **members, int n);
 
 /*
@@ -107,8 +110,7 @@ ShardloadRunBatches(int64 *ids, int n, bool wait, bool runner, bool *ran)
 
 	for (int i = 0; i < n; i++)
 	{
-		SET_LOCKTAG_ADVISORY(tags[i], MyDatabaseId, (uint32) (ids[i] >> 32),
-							 (uint32) ids[i], SHARDLOAD_LOCK_FIELD4);
+		ShardloadBatchLockTag(&tags[i], ids[i]);
 		ran[i] = LockAcquire(&tags[i], ExclusiveLock, true, !wait) != LOCKACQUIRE_NOT_AVAIL;
 	}
 	PG_TRY();
@@ -206,6 +208,9 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 	}
 	commit_step(runner);
 
+	for (int i = 0; i < n; i++)
+		if (rs[i] != NULL && rs[i]->atomic_began)
+			end_atomic(rs[i]);
 	ShardloadRecordOutcomesBegin(rs, n);
 	for (int i = 0; i < n; i++)
 	{
@@ -216,6 +221,30 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 	commit_step(runner);
 	if (cancel)
 		ReThrowError(cancel);
+}
+
+/*
+ * end_atomic
+ *	  The load step of an atomic batch is committed, with its decision or
+ *	  without: commit or roll back its prepared slices.  A server that
+ *	  cannot be reached now is left to recovery; with the decision made,
+ *	  its slice counts as committed all the same.
+ */
+static void
+end_atomic(RunState *rs)
+{
+	char	   *unresolved = ShardloadAtomicResolve(rs->batch->batch_id, rs->attempt,
+													rs->batch->owner, rs->decided);
+
+	for (int i = 0; i < rs->nslices; i++)
+		if (rs->slices[i].prepared && rs->decided)
+			rs->slices[i].committed = true;
+	if (unresolved != NULL)
+		ereport(WARNING,
+				(errmsg("batch %lld: prepared slices were not %s on every shard yet",
+						(long long) rs->batch->batch_id, rs->decided ? "committed" : "rolled back"),
+				 errdetail("%s", unresolved),
+				 errhint("Recovery ends them once the server is reachable; shardload.in_doubt shows them.")));
 }
 
 /*
@@ -231,18 +260,20 @@ group_with(RunState **rs, int n, int first, bool *loaded, RunState **members)
 	ShardloadBatch *lead;
 	int			k = 0;
 
-	if (rs[first] == NULL || loaded[first])
+	if (rs[first] == NULL || loaded[first] || rs[first]->failure != NULL)
 		return 0;
 	lead = rs[first]->batch;
 	for (int i = first; i < n; i++)
 	{
 		ShardloadBatch *b;
 
-		if (rs[i] == NULL || loaded[i])
+		if (rs[i] == NULL || loaded[i] || rs[i]->failure != NULL)
 			continue;
 		b = rs[i]->batch;
+		/* an atomic batch decides alone */
 		if (i > first &&
 			(lead->rows_total > GROUP_MAX_ROWS || b->rows_total > GROUP_MAX_ROWS ||
+			 lead->atomic || b->atomic ||
 			 b->owner != lead->owner ||
 			 (b->lc_monetary == NULL) != (lead->lc_monetary == NULL) ||
 			 (b->lc_monetary != NULL && strcmp(b->lc_monetary, lead->lc_monetary) != 0)))
@@ -387,7 +418,33 @@ begin_attempt(int64 batch_id)
 					 1, argtypes, values, NULL);
 	rs->coordinator_id = ShardloadCoordinatorId(&session);
 	ShardloadCatalogEnd(&session);
+	if (batch->atomic)
+		begin_atomic(rs);
 	return rs;
+}
+
+/*
+ * begin_atomic
+ *	  An atomic batch's attempt ends what earlier ones left prepared first
+ *	  (their slices' ledger rows would hold up its own), then records that
+ *	  it may leave some itself, before anything is sent.
+ */
+static void
+begin_atomic(RunState *rs)
+{
+	char	   *unresolved = ShardloadAtomicRecoverBatch(rs->batch->batch_id, rs->batch->owner);
+
+	if (unresolved != NULL)
+	{
+		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, NULL, "08006",
+										   psprintf("prepared transactions of an earlier attempt of batch %lld could not be ended",
+													(long long) rs->batch->batch_id),
+										   unresolved,
+										   "Recovery ends them once the server is reachable; shardload.in_doubt shows them.");
+		return;
+	}
+	ShardloadAtomicBegin(rs->batch->batch_id, rs->attempt);
+	rs->atomic_began = true;
 }
 
 /*
@@ -442,6 +499,7 @@ load_group(RunState **members, int n)
 
 		if (group.streamed)
 			rs->stage = group.stage;
+		rs->decided = false;	/* it went with the load step */
 		rs->failure = ShardloadFailureFromError(edata, rs->stage, NULL);
 		if (timed_out)
 		{

@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -312,7 +313,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 						   "SELECT batch_id, target::oid, target_name, batch_key, tenant,"
 						   " owner::oid, policy_name, on_error, reject_limit, content_hash,"
 						   " state, attempts, series_start, rows_total,"
-						   " payload_purged_at IS NOT NULL, rows_rejected, columns, lc_monetary"
+						   " payload_purged_at IS NOT NULL, rows_rejected, columns, lc_monetary, atomic"
 						   " FROM shardload.batch WHERE batch_id = $1");
 	if (lock)
 		appendStringInfoString(&sql, " FOR UPDATE");
@@ -340,6 +341,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 	batch->rows_rejected = ShardloadSpiInt64(0, 16, NULL);
 	batch->columns = ShardloadSpiText(session, 0, 17);
 	batch->lc_monetary = ShardloadSpiText(session, 0, 18);
+	batch->atomic = ShardloadSpiBool(0, 19, NULL);
 	return batch;
 }
 
@@ -416,4 +418,16 @@ ShardloadPurgePayloads(void)
 	purged = ShardloadSpiInt64(0, 1, NULL);
 	ShardloadCatalogEnd(&session);
 	return purged;
+}
+
+/*
+ * ShardloadBatchLockTag
+ *	  The session lock an attempt holds on its batch (an advisory lock, so
+ *	  that the claim can see it in pg_locks).
+ */
+void
+ShardloadBatchLockTag(LOCKTAG *tag, int64 batch_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (batch_id >> 32),
+						 (uint32) batch_id, SHARDLOAD_LOCK_FIELD4);
 }

@@ -59,6 +59,7 @@ typedef struct ShardloadBatch
 	bool		payload_purged;
 	char	   *columns;		/* the column layout of the payload */
 	char	   *lc_monetary;	/* of the submitting session, if money values */
+	bool		atomic;			/* all shards or none (atomic.c) */
 } ShardloadBatch;
 
 extern char *ShardloadInstalledVersion(Oid *owner);
@@ -91,6 +92,8 @@ extern ShardloadBatch *ShardloadBatchFetch(ShardloadCatalogSession *session,
 										   int64 batch_id, bool lock);
 extern void ShardloadCheckBatchAccess(ShardloadBatch *batch);
 extern bool ShardloadIsAdmin(Oid user);
+struct LOCKTAG;
+extern void ShardloadBatchLockTag(struct LOCKTAG *tag, int64 batch_id);
 extern char *ShardloadCoordinatorId(ShardloadCatalogSession *session);
 extern int64 ShardloadPurgePayloads(void);
 

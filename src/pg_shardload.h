@@ -68,6 +68,8 @@ typedef struct ShardloadSubmitArgs
 	char	   *tenant;
 	bool		header;
 	char	   *format;			/* "csv" or "text" (files) */
+	bool		atomic_given;	/* atomic was given; else the target's default */
+	bool		atomic;
 	bool		has_ticks;		/* a cron job's batch: $1 tick, $2 previous */
 	Datum		ticks[2];
 } ShardloadSubmitArgs;

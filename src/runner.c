@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "atomic.h"
 #include "conn_cache.h"
 #include "jobs.h"
 #include "metadata.h"
@@ -202,9 +203,13 @@ ShardloadRunnerMain(Datum main_arg)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
+	/* prepared slices of atomic batches left behind go first (atomic.c) */
+	pgstat_report_activity(STATE_RUNNING, "pg_shardload: ending prepared transactions");
+	(void) ShardloadAtomicRecoverAll(false);
 	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
-	/* the load itself runs as the batch's owner, isolated (loader.c) */
-	(void) ShardloadRunBatch(batch_id, false, true);
+	/* the load itself runs as the batch's owner, isolated (loader.c); 0: none */
+	if (batch_id != 0)
+		(void) ShardloadRunBatch(batch_id, false, true);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
@@ -262,6 +267,8 @@ ShardloadRunDue(int max_batches)
 	int			n;
 	int			started = 0;
 
+	/* prepared slices of atomic batches left behind go first (atomic.c) */
+	(void) ShardloadAtomicRecoverAll(true);
 	if (max_batches <= 0)
 		return 0;
 	n = ShardloadClaimDueBatches(ids, max_batches, NULL, 0, true);

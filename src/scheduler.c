@@ -33,6 +33,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "atomic.h"
 #include "jobs.h"
 #include "metadata.h"
 #include "pg_shardload.h"
@@ -111,6 +112,10 @@ static int	find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **
 static void start_batch_runners(RunnerSlots *slots, int64 *ids, int n);
 static void nap(TimestampTz next_tick);
 static bool catalog_is_current(void);
+static bool recovery_due(void);
+
+/* How often at most a runner starts to end prepared slices left behind. */
+#define RECOVERY_INTERVAL_MS	5000
 
 /*
  * ShardloadSchedulerMain
@@ -240,12 +245,33 @@ find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
 		*next_tick = ShardloadDueJobs(due_jobs);
 		if (free_slots > 0)
 			n = ShardloadClaimDueBatches(ids, free_slots, busy, nbusy, false);
+		/* prepared slices left behind: a runner that ends them (batch 0) */
+		if (n < free_slots && recovery_due())
+			ids[n++] = 0;
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
+}
+
+/*
+ * recovery_due
+ *	  Whether to start a runner that ends prepared transactions of atomic
+ *	  batches left behind (atomic.c): at most one every RECOVERY_INTERVAL_MS,
+ *	  so an unreachable shard does not start one at every turn.
+ */
+static bool
+recovery_due(void)
+{
+	static TimestampTz last = 0;
+
+	if (!TimestampDifferenceExceeds(last, GetCurrentTimestamp(), RECOVERY_INTERVAL_MS) ||
+		!ShardloadAtomicInDoubt())
+		return false;
+	last = GetCurrentTimestamp();
+	return true;
 }
 
 /*

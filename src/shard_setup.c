@@ -19,6 +19,7 @@
 #include "connection.h"
 #include "ledger.h"
 #include "pg_shardload.h"
+#include "shard_client.h"
 
 PG_FUNCTION_INFO_V1(shardload_ledger_ddl);
 PG_FUNCTION_INFO_V1(shardload_prepare_shard);
@@ -26,7 +27,6 @@ PG_FUNCTION_INFO_V1(shardload_prepare_shard);
 /* How long prepare_shard waits for the shard, connecting and running. */
 #define PREPARE_TIMEOUT_MS	(30 * 1000)
 
-static void wait_for(PGconn *conn, int events, TimestampTz deadline, const char *server);
 static PGresult *run_query(PGconn *conn, const char *sql, TimestampTz deadline,
 						   const char *server);
 
@@ -59,31 +59,14 @@ shardload_prepare_shard(PG_FUNCTION_ARGS)
 	{
 		PGresult   *res;
 		bool		existed;
+		char	   *error = NULL;
 
-		conn = PQconnectStartParams(params->keywords, params->values, false);
+		conn = ShardloadClientConnect(params, deadline, &error);
 		if (conn == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		for (;;)
-		{
-			PostgresPollingStatusType poll = PQconnectPoll(conn);
-
-			if (poll == PGRES_POLLING_OK)
-				break;
-			if (poll == PGRES_POLLING_FAILED)
-				ereport(ERROR,
-						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-						 errmsg("could not connect to server \"%s\"", servername),
-						 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
-			wait_for(conn, poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
-					 deadline, servername);
-		}
-		if (params->require_password && !PQconnectionUsedPassword(conn))
 			ereport(ERROR,
-					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-					 errmsg("password is required"),
-					 errdetail("Non-superuser cannot connect if the server does not request a password."),
-					 errhint("Target server's authentication method must be changed or password_required=false set in the user mapping attributes.")));
-
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not connect to server \"%s\"", servername),
+					 errdetail_internal("%s", error)));
 		res = run_query(conn, "SET search_path = pg_catalog, pg_temp;"
 						" SELECT pg_catalog.to_regclass('" SHARDLOAD_LEDGER_SCHEMA "."
 						SHARDLOAD_LEDGER_TABLE "') IS NOT NULL",
@@ -108,79 +91,21 @@ shardload_prepare_shard(PG_FUNCTION_ARGS)
 }
 
 /*
- * wait_for
- *	  Wait until conn's socket has events, the deadline passes (an error) or
- *	  we are interrupted.
- */
-static void
-wait_for(PGconn *conn, int events, TimestampTz deadline, const char *server)
-{
-	long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-	int			rc;
-
-	if (timeout <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("server \"%s\" did not answer within %d seconds", server,
-						PREPARE_TIMEOUT_MS / 1000)));
-	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
-						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-/*
  * run_query
- *	  Run sql (several statements allowed) without blocking past the
- *	  deadline; returns the last result, throws the shard's error.
+ *	  Run sql (several statements allowed) by the deadline; returns the
+ *	  last result, throws the shard's error.
  */
 static PGresult *
 run_query(PGconn *conn, const char *sql, TimestampTz deadline, const char *server)
 {
-	PGresult   *last = NULL;
+	char	   *error;
+	char		sqlstate[6];
+	PGresult   *res = ShardloadClientQuery(conn, sql, deadline, &error, sqlstate);
 
-	if (!PQsendQuery(conn, sql))
+	if (res == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("lost connection to server \"%s\"", server),
-				 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
-	for (;;)
-	{
-		PGresult   *res;
-
-		while (PQisBusy(conn))
-		{
-			wait_for(conn, WL_SOCKET_READABLE, deadline, server);
-			if (!PQconsumeInput(conn))
-				ereport(ERROR,
-						(errcode(ERRCODE_CONNECTION_FAILURE),
-						 errmsg("lost connection to server \"%s\"", server),
-						 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
-		}
-		res = PQgetResult(conn);
-		if (res == NULL)
-			break;
-		if (PQresultStatus(res) == PGRES_FATAL_ERROR)
-		{
-			const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-			char	   *message = pstrdup(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
-										  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "");
-			int			code = sqlstate ? MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2],
-														sqlstate[3], sqlstate[4])
-				: ERRCODE_CONNECTION_FAILURE;
-
-			PQclear(res);
-			if (last)
-				PQclear(last);
-			ereport(ERROR,
-					(errcode(code),
-					 errmsg("could not prepare the slice ledger on server \"%s\": %s", server, message),
-					 errhint("The role of the user mapping needs CREATE on the shard's database, or the shard's administrator runs the SQL of shardload.ledger_ddl() there as that role.")));
-		}
-		if (last)
-			PQclear(last);
-		last = res;
-	}
-	return last;
+				(errcode(MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4])),
+				 errmsg("could not prepare the slice ledger on server \"%s\": %s", server, error),
+				 errhint("The role of the user mapping needs CREATE on the shard's database, or the shard's administrator runs the SQL of shardload.ledger_ddl() there as that role.")));
+	return res;
 }

@@ -220,14 +220,16 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 	ShardloadArgText(&row, args->on_error);
 	ShardloadArgInt8(&row, args->reject_limit);
 	ShardloadArgText(&row, args->source_kind);
+	ShardloadArg(&row, BOOLOID, BoolGetDatum(args->atomic), !args->atomic_given);
 	/* (target, batch_key): the first three */
 	key = row;
 	key.n = 3;
 
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiRun("INSERT INTO shardload.batch (target, target_name, batch_key, tenant,"
-					" owner, policy_name, on_error, reject_limit, source_kind)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+					" owner, policy_name, on_error, reject_limit, source_kind, atomic)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10,"
+					"  (SELECT atomic FROM shardload.target_policy WHERE target = $1), false))"
 					" ON CONFLICT (target, batch_key) DO NOTHING RETURNING batch_id",
 					&row);
 	*is_new = SPI_processed == 1;

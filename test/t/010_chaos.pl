@@ -1,8 +1,8 @@
 # Chaos soak: a coordinator with the background worker and three shards.
 # A bounded generator submits batches of mixed sizes (some resubmitted with
 # the same key, some with on_error => 'reject' and rows a shard refuses,
-# several tenants) and feeds a cron job, while a bounded fault loop stops
-# shards (immediate), freezes them (SIGSTOP), terminates runners and
+# some atomic, several tenants) and feeds a cron job, while a bounded fault
+# loop stops shards (immediate), freezes them (SIGSTOP), terminates runners and
 # restarts the coordinator (immediate).  Then the faults stop, everything
 # drains, and every partition must hold exactly the rows of the committed
 # slices minus the recorded rejects: no duplicate, no loss.
@@ -28,6 +28,12 @@ my $coord = start_coordinator('coordinator', worker => 1,
 	  . "shardload.circuit_failures = 3\nshardload.circuit_cooldown = '2s'\n"
 	  . "shardload.job_timeout = '10s'\nmax_worker_processes = 24\n");
 my @shards = start_shards($coord, 3);
+# atomic batches PREPARE on the shards
+for my $shard (@shards)
+{
+	$shard->append_conf('postgresql.conf', 'max_prepared_transactions = 20');
+	$shard->restart;
+}
 
 my $COLUMNS = 'id bigint, region int NOT NULL, amount numeric(10,2), note text';
 for my $i (1 .. 3)
@@ -74,6 +80,7 @@ sub submit_batch
 	my $key = "chaos-" . scalar(@keys);
 	my $reject = rand() < 0.2;
 	my $tenant = 't' . int(rand(3));
+	my $atomic = rand() < 0.25 ? 'true' : 'false';
 	$next_id += $rows;
 	# the rows: regions 1-4, a few refused by the shards' CHECK in reject mode
 	my $bad = $reject ? "CASE WHEN g % 97 = 0 AND g % 4 <> 3 THEN -1 ELSE 1 END" : "1";
@@ -81,7 +88,8 @@ sub submit_batch
 		INSERT INTO source SELECT '$key', $n + g, g % 4 + 1, $bad, E'n\\t' || g
 		FROM generate_series(0, $rows - 1) g;
 		SELECT shardload.submit('chaos', '$key', \$\$SELECT id, region, amount, note FROM source WHERE batch_key = '$key'\$\$,
-			on_error => '@{[ $reject ? 'reject' : 'stop' ]}', reject_limit => 100000, tenant => '$tenant');
+			on_error => '@{[ $reject ? 'reject' : 'stop' ]}', reject_limit => 100000, tenant => '$tenant',
+			atomic => $atomic);
 	};
 	push @keys, [ $key, $reject ];
 	try_psql($coord, $sql);
@@ -189,6 +197,13 @@ my $states = $coord->safe_psql('postgres',
 is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE state <> 'succeeded'"),
 	'0', "every batch succeeded ($states)");
 
+# atomic batches leave nothing prepared once recovery has run
+for my $i (0 .. 2)
+{
+	ok($shards[$i]->poll_query_until('postgres', 'SELECT count(*) = 0 FROM pg_prepared_xacts'),
+		"shard @{[ $i + 1 ]} holds no prepared transaction");
+}
+
 # ==== every partition holds exactly the committed rows minus the rejects ====
 $coord->safe_psql('postgres', q{
 	CREATE TABLE rejected AS
@@ -218,7 +233,8 @@ for my $region (1 .. 4)
 	is($n - $distinct, 0, "region $region has no duplicate");
 }
 my $summary = $coord->safe_psql('postgres', q{
-	SELECT count(*) || ' batches, ' || sum(rows_total) || ' rows, ' || sum(rows_rejected) || ' rejected, '
+	SELECT count(*) || ' batches (' || count(*) FILTER (WHERE atomic) || ' atomic), '
+		|| sum(rows_total) || ' rows, ' || sum(rows_rejected) || ' rejected, '
 		|| (SELECT count(*) FROM shardload.attempts) || ' attempts'
 	FROM shardload.batches});
 diag("chaos soak ($duration s, seed $seed): $summary; faults: "

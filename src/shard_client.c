@@ -1,0 +1,140 @@
+/*-------------------------------------------------------------------------
+ * shard_client.c
+ *	  A short synchronous session with one shard, for work outside the COPY
+ *	  stream (creating the ledger, ending prepared transactions): connect
+ *	  and run statements, never waiting past a deadline, and giving errors
+ *	  back as text instead of throwing them.  A cancel still ends the wait.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+
+#include "shard_client.h"
+
+static bool wait_for(PGconn *conn, int events, TimestampTz deadline);
+
+/*
+ * ShardloadClientConnect
+ *	  Connect with params by the deadline, holding the password rule; NULL
+ *	  with *error set if that fails.  The caller PQfinish()es the result.
+ */
+PGconn *
+ShardloadClientConnect(ShardConnParams *params, TimestampTz deadline, char **error)
+{
+	PGconn	   *conn = PQconnectStartParams(params->keywords, params->values, false);
+
+	if (conn == NULL)
+	{
+		*error = pstrdup("out of memory");
+		return NULL;
+	}
+	for (;;)
+	{
+		PostgresPollingStatusType poll = PQconnectPoll(conn);
+
+		if (poll == PGRES_POLLING_OK)
+			break;
+		if (poll == PGRES_POLLING_FAILED)
+			*error = pchomp(PQerrorMessage(conn));
+		else if (!wait_for(conn, poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+						   deadline))
+			*error = pstrdup("the server did not answer in time");
+		else
+			continue;
+		PQfinish(conn);
+		return NULL;
+	}
+	if (params->require_password && !PQconnectionUsedPassword(conn))
+	{
+		*error = pstrdup("password is required: the server did not request a password of a non-superuser's user mapping");
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/*
+ * ShardloadClientQuery
+ *	  Run sql (several statements allowed) by the deadline; returns the last
+ *	  result, or NULL with *error (and *sqlstate, if the shard gave one)
+ *	  set.  The caller PQclear()s the result.
+ */
+PGresult *
+ShardloadClientQuery(PGconn *conn, const char *sql, TimestampTz deadline, char **error,
+					 char *sqlstate)
+{
+	PGresult   *last = NULL;
+
+	*error = NULL;
+	if (sqlstate)
+		strlcpy(sqlstate, "08006", 6);
+	if (!PQsendQuery(conn, sql))
+	{
+		*error = pchomp(PQerrorMessage(conn));
+		return NULL;
+	}
+	for (;;)
+	{
+		PGresult   *res;
+
+		while (PQisBusy(conn))
+		{
+			if (!wait_for(conn, WL_SOCKET_READABLE, deadline))
+				*error = pstrdup("the server did not answer in time");
+			else if (!PQconsumeInput(conn))
+				*error = pchomp(PQerrorMessage(conn));
+			if (*error)
+			{
+				if (last)
+					PQclear(last);
+				return NULL;
+			}
+		}
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		if (PQresultStatus(res) == PGRES_FATAL_ERROR && *error == NULL)
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			*error = pstrdup(message ? message : "");
+			if (sqlstate && state)
+				strlcpy(sqlstate, state, 6);
+		}
+		if (last)
+			PQclear(last);
+		last = res;
+	}
+	if (*error)
+	{
+		if (last)
+			PQclear(last);
+		return NULL;
+	}
+	return last;
+}
+
+/*
+ * wait_for
+ *	  Wait until conn's socket has events (true) or the deadline passes
+ *	  (false); interrupts are served.
+ */
+static bool
+wait_for(PGconn *conn, int events, TimestampTz deadline)
+{
+	long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+	int			rc;
+
+	if (timeout <= 0)
+		return false;
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
+						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return true;
+}
