@@ -119,6 +119,10 @@ CREATE TABLE shardload.atomic_attempt (
 	attempt int NOT NULL,
 	started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	decided_at timestamptz,
+	-- undecided, with a PREPARE sent and unanswered: kept until then
+	settle_after timestamptz,
+	-- the last recovery pass that could not end everything
+	last_try timestamptz,
 	CONSTRAINT atomic_attempt_pkey PRIMARY KEY (batch_id, attempt)
 );
 COMMENT ON TABLE shardload.atomic_attempt IS 'attempts of atomic batches whose prepared transactions may be on shards (read shardload.in_doubt)';
@@ -204,8 +208,8 @@ $$;
 COMMENT ON PROCEDURE shardload.load(regclass, text, text, text, text, bigint, text, bigint, boolean)
 	IS 'submit a query''s rows as a batch and run it at once; returns the batch id';
 
--- a shard in the wrong state for what is asked (prepared transactions
--- disabled, for an atomic batch): no retry mends it
+-- SL004: a shard with prepared transactions disabled cannot take part in
+-- an atomic batch; no retry mends that
 INSERT INTO shardload.error_rule (sqlstate_prefix, failure_type, reason, seeded)
-	VALUES ('55000', 'NON_RETRYABLE', 'CONFIGURATION', true)
+	VALUES ('SL004', 'NON_RETRYABLE', 'CONFIGURATION', true)
 	ON CONFLICT (sqlstate_prefix) DO NOTHING;

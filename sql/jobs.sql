@@ -122,6 +122,27 @@ SELECT id, body IS NULL AS null_body, body = '' AS empty_body FROM notes_1 WHERE
 SELECT shardload.submit_file('notes', 'notes-csv', :'notes_file');
 SELECT shardload.submit_file('notes', 'notes-bad', :'notes_file', format => 'binary');
 \set VERBOSITY terse
+-- atomic, with the arguments after it given too (only a local partition:
+-- nothing to PREPARE, the local slice and the decision commit together)
+SELECT shardload.submit_file('notes', 'notes-atomic', :'notes_file', header => false,
+	format => 'text', atomic => true) AS fa \gset
+SELECT shardload.submit_csv('notes', 'notes-csv-atomic', E'id,region,body,tags\n7,1,x,{}\n',
+	header => true, atomic => true) AS ca \gset
+CALL shardload.run(:fa);
+CALL shardload.run(:ca);
+SELECT batch_key, state, rows_loaded, atomic FROM shardload.batches WHERE batch_id IN (:fa, :ca) ORDER BY batch_id;
+SELECT count(*) AS in_doubt FROM shardload.in_doubt;
+-- a trigger that releases the batch's lock: no decision, nothing committed
+CREATE FUNCTION unlock_all() RETURNS trigger LANGUAGE plpgsql AS
+	$$ BEGIN PERFORM pg_advisory_unlock_all(); RETURN NEW; END $$;
+CREATE TRIGGER unlock_all BEFORE INSERT ON notes_1 FOR EACH ROW EXECUTE FUNCTION unlock_all();
+SELECT count(*) AS notes_before FROM notes_1;
+SELECT shardload.submit_csv('notes', 'notes-unlock', E'8,1,y,{}\n', atomic => true) AS u \gset
+CALL shardload.run(:u);
+SELECT state, rows_loaded, stage, message FROM shardload.batches JOIN shardload.attempts USING (batch_id)
+	WHERE batch_id = :u;
+SELECT count(*) AS notes_after FROM notes_1;
+DROP TRIGGER unlock_all ON notes_1;
 
 DROP TABLE ticks, far, notes, notes_src;
 DROP SERVER jobs_closed CASCADE;

@@ -32,8 +32,7 @@ PG_FUNCTION_INFO_V1(shardload_unschedule);
 PG_FUNCTION_INFO_V1(shardload_cron_next);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
-static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
-						   int atomic_arg);
+static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
 
 static char *
 required_text(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -48,14 +47,19 @@ required_text(FunctionCallInfo fcinfo, int argno, const char *name)
 /*
  * submit_common
  *	  Arguments shared by the submit functions: target, batch_key, source,
- *	  policy, on_error, reject_limit, tenant[, header[, format]], and atomic
- *	  at atomic_arg (absent in the 0.1 functions, which an upgrade test
- *	  calls with this library).
+ *	  policy, on_error, reject_limit, tenant, then by kind: header (csv,
+ *	  file), format (file) and atomic, at positions of their own.  Each is
+ *	  read only if the function has it (the 0.1 functions, which an upgrade
+ *	  test calls with this library, have no atomic).
  */
 static int64
-submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
-			  int atomic_arg)
+submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name)
 {
+	bool		is_file = strcmp(kind, "file") == 0;
+	int			header_arg = strcmp(kind, "query") == 0 ? -1 : 7;
+	int			format_arg = is_file ? 8 : -1;
+	int			atomic_arg = is_file ? 9 : header_arg >= 0 ? 8 : 7;
+
 	ShardloadSubmitArgs args;
 
 	memset(&args, 0, sizeof(args));
@@ -71,9 +75,10 @@ submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name
 	args.on_error = PG_ARGISNULL(4) ? "stop" : text_to_cstring(PG_GETARG_TEXT_PP(4));
 	args.reject_limit = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5);
 	args.tenant = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
-	args.header = PG_NARGS() > 7 && !PG_ARGISNULL(7) && PG_GETARG_BOOL(7);
-	args.format = (PG_NARGS() > 8 && !PG_ARGISNULL(8)) ?
-		text_to_cstring(PG_GETARG_TEXT_PP(8)) : "csv";
+	args.header = header_arg >= 0 && PG_NARGS() > header_arg && !PG_ARGISNULL(header_arg) &&
+		PG_GETARG_BOOL(header_arg);
+	args.format = (format_arg >= 0 && PG_NARGS() > format_arg && !PG_ARGISNULL(format_arg)) ?
+		text_to_cstring(PG_GETARG_TEXT_PP(format_arg)) : "csv";
 	args.atomic_given = PG_NARGS() > atomic_arg && !PG_ARGISNULL(atomic_arg);
 	args.atomic = args.atomic_given && PG_GETARG_BOOL(atomic_arg);
 	return ShardloadSubmit(&args);
@@ -82,19 +87,19 @@ submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name
 Datum
 shardload_submit(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query", 7));
+	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query"));
 }
 
 Datum
 shardload_submit_csv(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data", 8));
+	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data"));
 }
 
 Datum
 shardload_submit_file(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "file", "path", 9));
+	PG_RETURN_INT64(submit_common(fcinfo, "file", "path"));
 }
 
 /*

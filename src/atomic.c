@@ -42,7 +42,6 @@
 typedef struct RecoverStep
 {
 	int64		batch_id;
-	int			attempt;
 	Oid			owner;
 	bool		resolved;
 } RecoverStep;
@@ -56,9 +55,8 @@ typedef struct ParamsStep
 
 static void recover_step(void *arg);
 static void params_step(void *arg);
-static bool resolve_on_server(const char *servername, Oid owner, const char *pattern,
-							  bool commit, char **error);
-static char *gid_pattern(const char *coordinator_id, int64 batch_id, int attempt);
+static bool resolve_on_server(const char *servername, Oid owner, const char *prefix,
+							  List *decided, char **error);
 
 /*
  * ShardloadAtomicGidPrefix
@@ -69,12 +67,6 @@ char *
 ShardloadAtomicGidPrefix(const char *coordinator_id, int64 batch_id, int attempt)
 {
 	return psprintf("shardload:%s:%lld:%d:", coordinator_id, (long long) batch_id, attempt);
-}
-
-static char *
-gid_pattern(const char *coordinator_id, int64 batch_id, int attempt)
-{
-	return psprintf("%s%%", ShardloadAtomicGidPrefix(coordinator_id, batch_id, attempt));
 }
 
 /*
@@ -117,27 +109,43 @@ ShardloadAtomicDecide(int64 batch_id, int attempt)
 
 /*
  * ShardloadAtomicResolve
- *	  End the prepared slices of one attempt on every server the batch's
- *	  slices go to: COMMIT PREPARED if commit (the decision is recorded),
- *	  else ROLLBACK PREPARED.  Once every server has answered, the
- *	  attempt's atomic_attempt row goes.  The caller holds the batch's
- *	  lock.  Returns NULL, or what kept a server from being resolved.
+ *	  End every prepared slice of the batch on every server its slices go
+ *	  to: COMMIT PREPARED those of an attempt whose decision is recorded,
+ *	  ROLLBACK PREPARED all others (also those of an attempt whose row is
+ *	  gone: a PREPARE that landed after its attempt was settled).  The
+ *	  caller holds the batch's lock, so no attempt of it is deciding.  Once
+ *	  every server has answered, the batch's atomic_attempt rows go, but an
+ *	  undecided one whose settle_after is still ahead stays (a PREPARE of
+ *	  it may still be on its way).  Returns NULL, or what kept a server
+ *	  from being resolved.
  */
 char *
-ShardloadAtomicResolve(int64 batch_id, int attempt, Oid owner, bool commit)
+ShardloadAtomicResolve(int64 batch_id, Oid owner)
 {
 	ShardloadCatalogSession session;
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(batch_id)};
 	List	   *servers = NIL;
-	char	   *coordinator_id;
+	List	   *decided = NIL;
+	char	   *prefix;
 	char	   *failed = NULL;
 	ListCell   *lc;
 
-	values[0] = Int64GetDatum(batch_id);
-	values[1] = Int32GetDatum(attempt);
+	/*
+	 * With one snapshot for the whole transaction, a decision committed
+	 * after it began would be invisible and its slices rolled back.
+	 */
+	if (IsolationUsesXactSnapshot())
+		return pstrdup("prepared slices are only ended in a READ COMMITTED transaction");
+
 	ShardloadCatalogBegin(&session);
-	coordinator_id = ShardloadCoordinatorId(&session);
+	prefix = psprintf("shardload:%s:%lld:", ShardloadCoordinatorId(&session), (long long) batch_id);
+	/* locked: a recovery in another session waits for none of this */
+	ShardloadSpiExec("SELECT attempt FROM shardload.atomic_attempt"
+					 " WHERE batch_id = $1 AND decided_at IS NOT NULL FOR UPDATE NOWAIT",
+					 1, argtypes, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		decided = lappend_int(decided, (int) ShardloadSpiInt64(i, 1, NULL));
 	ShardloadSpiExec("SELECT DISTINCT shard FROM shardload.slice"
 					 " WHERE batch_id = $1 AND shard IS NOT NULL ORDER BY shard",
 					 1, argtypes, values, NULL);
@@ -149,63 +157,70 @@ ShardloadAtomicResolve(int64 batch_id, int attempt, Oid owner, bool commit)
 	{
 		char	   *error = NULL;
 
-		if (!resolve_on_server(lfirst(lc), owner, gid_pattern(coordinator_id, batch_id, attempt),
-							   commit, &error) && failed == NULL)
+		if (!resolve_on_server(lfirst(lc), owner, prefix, decided, &error) && failed == NULL)
 			failed = psprintf("server \"%s\": %s", (char *) lfirst(lc), error);
 	}
 	if (failed != NULL)
 		return failed;
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("DELETE FROM shardload.atomic_attempt WHERE batch_id = $1 AND attempt = $2",
-					 2, argtypes, values, NULL);
+	ShardloadSpiExec("DELETE FROM shardload.atomic_attempt WHERE batch_id = $1"
+					 " AND (decided_at IS NOT NULL OR settle_after IS NULL OR settle_after < now())",
+					 1, argtypes, values, NULL);
 	ShardloadCatalogEnd(&session);
 	return NULL;
+}
+
+/*
+ * ShardloadAtomicUnsettled
+ *	  A PREPARE of this undecided attempt was sent and its answer never
+ *	  came (the connection was given up): it may still land, so the
+ *	  attempt's row is kept for a while, and recovery passes look again.
+ */
+void
+ShardloadAtomicUnsettled(int64 batch_id, int attempt)
+{
+	ShardloadCatalogSession session;
+	ShardloadArgs args = {0};
+
+	ShardloadArgInt8(&args, batch_id);
+	ShardloadArgInt4(&args, attempt);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiRun("UPDATE shardload.atomic_attempt SET settle_after = now() + interval '1 minute'"
+					" WHERE batch_id = $1 AND attempt = $2 AND decided_at IS NULL", &args);
+	ShardloadCatalogEnd(&session);
 }
 
 /*
  * ShardloadAtomicRecoverBatch
  *	  Before a new attempt of an atomic batch (its lock held): end what
- *	  earlier attempts left prepared, by their decisions.  Returns NULL,
- *	  or what is still unresolved (the new attempt must not run: its
- *	  ledger rows would wait on the prepared ones).
+ *	  earlier attempts left prepared, by their decisions, if any may have
+ *	  (a row is left, or this is not the first attempt: a late PREPARE).
+ *	  Returns NULL, or what is still unresolved (the new attempt must not
+ *	  run: its ledger rows would wait on the prepared ones).
  */
 char *
-ShardloadAtomicRecoverBatch(int64 batch_id, Oid owner)
+ShardloadAtomicRecoverBatch(int64 batch_id, int attempt, Oid owner)
 {
 	ShardloadCatalogSession session;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(batch_id)};
-	int			n;
-	int		   *attempts;
-	bool	   *decided;
+	bool		rows;
 
 	ShardloadCatalogBegin(&session);
-	n = (int) ShardloadSpiExec("SELECT attempt, decided_at IS NOT NULL FROM shardload.atomic_attempt"
-							   " WHERE batch_id = $1 ORDER BY attempt", 1, argtypes, values, NULL);
-	attempts = MemoryContextAlloc(session.outer, sizeof(int) * Max(n, 1));
-	decided = MemoryContextAlloc(session.outer, sizeof(bool) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		attempts[i] = (int) ShardloadSpiInt64(i, 1, NULL);
-		decided[i] = ShardloadSpiBool(i, 2, NULL);
-	}
+	rows = ShardloadSpiExec("SELECT 1 FROM shardload.atomic_attempt WHERE batch_id = $1 LIMIT 1",
+							1, argtypes, values, NULL) > 0;
 	ShardloadCatalogEnd(&session);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *failed = ShardloadAtomicResolve(batch_id, attempts[i], owner, decided[i]);
-
-		if (failed)
-			return psprintf("attempt %d: %s", attempts[i], failed);
-	}
-	return NULL;
+	if (!rows && attempt <= 1)
+		return NULL;
+	return ShardloadAtomicResolve(batch_id, owner);
 }
 
 /*
  * ShardloadAtomicRecoverAll
- *	  A recovery pass (run_due, runners): every attempt that may have left
- *	  prepared slices and whose batch no one runs now is resolved by its
- *	  decision; only_own: only the current role's batches, unless it is a
- *	  shardload_admin.  Returns how many attempts were resolved.
+ *	  A recovery pass (run_due, the scheduler's recovery runner): every
+ *	  batch that may have left prepared slices and that no one runs now is
+ *	  resolved; only_own: only the current role's batches, unless it is a
+ *	  shardload_admin.  Returns how many batches were resolved.
  */
 int
 ShardloadAtomicRecoverAll(bool only_own)
@@ -215,30 +230,40 @@ ShardloadAtomicRecoverAll(bool only_own)
 	int			n;
 	int			resolved = 0;
 	int64	   *batches;
-	int		   *attempts;
 	Oid		   *owners;
 
+	if (IsolationUsesXactSnapshot() && ShardloadAtomicInDoubt())
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("prepared slices of atomic batches were not ended"),
+				 errdetail("Recovery needs a READ COMMITTED transaction."),
+				 errhint("Run it with default_transaction_isolation = 'read committed'.")));
+		return 0;
+	}
+	if (IsolationUsesXactSnapshot())
+		return 0;
 	ShardloadArgOid(&args, GetUserId());
 	ShardloadArgBool(&args, only_own && !ShardloadIsAdmin(GetUserId()));
 	ShardloadCatalogBegin(&session);
-	n = (int) ShardloadSpiRun("SELECT a.batch_id, a.attempt, b.owner::oid"
+	/* the longest waiting first, so that none waits behind the others */
+	n = (int) ShardloadSpiRun("SELECT a.batch_id, b.owner::oid"
 							  " FROM shardload.atomic_attempt a JOIN shardload.batch b USING (batch_id)"
 							  " WHERE NOT $2 OR b.owner = $1"
-							  " ORDER BY a.batch_id, a.attempt LIMIT 100", &args);
+							  " GROUP BY a.batch_id, b.owner ORDER BY min(a.last_try) NULLS FIRST, a.batch_id"
+							  " LIMIT 100", &args);
 	batches = MemoryContextAlloc(session.outer, sizeof(int64) * Max(n, 1));
-	attempts = MemoryContextAlloc(session.outer, sizeof(int) * Max(n, 1));
 	owners = MemoryContextAlloc(session.outer, sizeof(Oid) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		batches[i] = ShardloadSpiInt64(i, 1, NULL);
-		attempts[i] = (int) ShardloadSpiInt64(i, 2, NULL);
-		owners[i] = (Oid) ShardloadSpiInt64(i, 3, NULL);
+		owners[i] = (Oid) ShardloadSpiInt64(i, 2, NULL);
 	}
 	ShardloadCatalogEnd(&session);
 
 	for (int i = 0; i < n; i++)
 	{
-		RecoverStep step = {batches[i], attempts[i], owners[i], false};
+		RecoverStep step = {batches[i], owners[i], false};
 		LOCKTAG		tag;
 		ErrorData  *edata;
 
@@ -247,11 +272,11 @@ ShardloadAtomicRecoverAll(bool only_own)
 			continue;			/* an attempt is running: it decides */
 		PG_TRY();
 		{
-			/* a batch that cannot be resolved (no user mapping, say) holds up no other */
+			/* a batch that cannot be resolved holds up no other */
 			edata = ShardloadTryStep(recover_step, &step, false);
 			if (edata != NULL)
 				ereport(WARNING,
-						(errmsg("could not resolve the prepared transactions of batch %lld: %s",
+						(errmsg("could not end the prepared slices of batch %lld: %s",
 								(long long) batches[i], edata->message)));
 		}
 		PG_FINALLY();
@@ -290,37 +315,40 @@ ShardloadAtomicInDoubt(void)
 
 /*
  * recover_step
- *	  One attempt of a recovery pass, its batch's lock held: read its
- *	  decision again (the attempt may have ended since) and resolve it.
+ *	  One batch of a recovery pass, its lock held; what cannot be resolved
+ *	  yet is logged, and tried again after the others.
  */
 static void
 recover_step(void *arg)
 {
 	RecoverStep *step = arg;
 	ShardloadCatalogSession session;
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(step->batch_id), Int32GetDatum(step->attempt)};
-	uint64		found;
-	bool		decided = false;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(step->batch_id)};
+	char	   *failed = ShardloadAtomicResolve(step->batch_id, step->owner);
 
+	step->resolved = failed == NULL;
+	if (failed == NULL)
+		return;
+	ereport(LOG,
+			(errmsg("prepared slices of batch %lld are not ended yet: %s",
+					(long long) step->batch_id, failed)));
 	ShardloadCatalogBegin(&session);
-	found = ShardloadSpiExec("SELECT decided_at IS NOT NULL FROM shardload.atomic_attempt"
-							 " WHERE batch_id = $1 AND attempt = $2", 2, argtypes, values, NULL);
-	if (found > 0)
-		decided = ShardloadSpiBool(0, 1, NULL);
+	ShardloadSpiExec("UPDATE shardload.atomic_attempt SET last_try = now() WHERE batch_id = $1",
+					 1, argtypes, values, NULL);
 	ShardloadCatalogEnd(&session);
-	step->resolved = found > 0 &&
-		ShardloadAtomicResolve(step->batch_id, step->attempt, step->owner, decided) == NULL;
 }
 
 /*
  * resolve_on_server
  *	  Connect to the server as owner and end each of our prepared
- *	  transactions matching pattern in its database.  False (with *error)
- *	  if the server could not be reached or refused.
+ *	  transactions whose id starts with prefix (one batch's), in its
+ *	  database: committed if its attempt is in decided, else rolled back.
+ *	  Goes on past a transaction it cannot end.  False (with *error, the
+ *	  first thing that went wrong) unless every one was ended.
  */
 static bool
-resolve_on_server(const char *servername, Oid owner, const char *pattern, bool commit,
+resolve_on_server(const char *servername, Oid owner, const char *prefix, List *decided,
 				  char **error)
 {
 	ForeignServer *server = GetForeignServerByName(servername, true);
@@ -351,23 +379,32 @@ resolve_on_server(const char *servername, Oid owner, const char *pattern, bool c
 		res = conn ? ShardloadClientQuery(conn,
 										  psprintf("SELECT gid FROM pg_catalog.pg_prepared_xacts"
 												   " WHERE database = pg_catalog.current_database()"
-												   " AND gid LIKE %s ORDER BY gid",
-												   quote_literal_cstr(pattern)),
+												   " AND pg_catalog.starts_with(gid, %s) ORDER BY gid",
+												   quote_literal_cstr(prefix)),
 										  deadline, error, NULL) : NULL;
 		if (res != NULL)
 		{
 			ok = true;
-			for (int i = 0; ok && i < PQntuples(res); i++)
+			for (int i = 0; i < PQntuples(res); i++)
 			{
-				PGresult   *done = ShardloadClientQuery(conn,
-														psprintf("%s PREPARED %s",
-																 commit ? "COMMIT" : "ROLLBACK",
-																 quote_literal_cstr(PQgetvalue(res, i, 0))),
-														deadline, error, NULL);
+				const char *gid = PQgetvalue(res, i, 0);
+				int			attempt = atoi(gid + strlen(prefix));
+				char	   *gid_error = NULL;
+				PGresult   *done;
 
-				ok = done != NULL;
+				done = ShardloadClientQuery(conn,
+											psprintf("%s PREPARED %s",
+													 list_member_int(decided, attempt) ? "COMMIT" : "ROLLBACK",
+													 quote_literal_cstr(gid)),
+											deadline, &gid_error, NULL);
 				if (done)
 					PQclear(done);
+				else
+				{
+					if (ok)
+						*error = psprintf("%s: %s", gid, gid_error);
+					ok = false;
+				}
 			}
 			PQclear(res);
 		}

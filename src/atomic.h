@@ -12,8 +12,9 @@
 extern char *ShardloadAtomicGidPrefix(const char *coordinator_id, int64 batch_id, int attempt);
 extern void ShardloadAtomicBegin(int64 batch_id, int attempt);
 extern void ShardloadAtomicDecide(int64 batch_id, int attempt);
-extern char *ShardloadAtomicResolve(int64 batch_id, int attempt, Oid owner, bool commit);
-extern char *ShardloadAtomicRecoverBatch(int64 batch_id, Oid owner);
+extern char *ShardloadAtomicResolve(int64 batch_id, Oid owner);
+extern void ShardloadAtomicUnsettled(int64 batch_id, int attempt);
+extern char *ShardloadAtomicRecoverBatch(int64 batch_id, int attempt, Oid owner);
 extern int	ShardloadAtomicRecoverAll(bool only_own);
 extern bool ShardloadAtomicInDoubt(void);
 

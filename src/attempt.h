@@ -49,6 +49,8 @@ typedef struct RunState
 	bool		fixed_forms;	/* payload in fixed value forms */
 	bool		atomic_began;	/* atomic: may leave prepared slices (atomic.c) */
 	bool		decided;		/* atomic: the decision to commit is made */
+	bool		prepare_unanswered; /* atomic: a PREPARE's answer never came */
+	bool		loaded;			/* its load step ran */
 
 	/* the load step's (load_step.c) */
 	Relation	target;			/* open while the load runs; NULL: cannot run */

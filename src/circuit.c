@@ -53,11 +53,12 @@ ShardloadCircuitOpen(const char *server, TimestampTz *reopen_at)
 /*
  * ShardloadCircuitDeferral
  *	  If every slice the batch still has to send is bound for a server
- *	  whose circuit is open, the time the earliest of them reopens (and one
- *	  such server's name); else 0.
+ *	  whose circuit is open (any: one of them is, for an atomic batch that
+ *	  needs them all), the time the earliest of them reopens (and one such
+ *	  server's name); else 0.
  */
 TimestampTz
-ShardloadCircuitDeferral(int64 batch_id, char **server)
+ShardloadCircuitDeferral(int64 batch_id, bool any, char **server)
 {
 	ShardloadCatalogSession session;
 	Oid			argtypes[2] = {INT8OID, INT4OID};
@@ -67,14 +68,14 @@ ShardloadCircuitDeferral(int64 batch_id, char **server)
 	values[0] = Int64GetDatum(batch_id);
 	values[1] = Int32GetDatum(shardload_circuit_cooldown);
 	ShardloadCatalogBegin(&session);
-	ShardloadSpiExec("SELECT min(c.opened_at + make_interval(secs => $2)), min(s.shard),"
-					 " bool_and(c.server IS NOT NULL), count(*)"
+	ShardloadSpiExec("SELECT min(c.opened_at + make_interval(secs => $2)), min(c.server),"
+					 " bool_and(c.server IS NOT NULL), count(*), bool_or(c.server IS NOT NULL)"
 					 " FROM shardload.slice s"
 					 " LEFT JOIN shardload.shard_state c ON c.server = s.shard AND c.circuit = 'open'"
 					 "  AND c.opened_at + make_interval(secs => $2) > now()"
 					 " WHERE s.batch_id = $1 AND s.state IN ('pending', 'failed')",
 					 2, argtypes, values, NULL);
-	if (ShardloadSpiInt64(0, 4, NULL) > 0 && ShardloadSpiBool(0, 3, NULL))
+	if (ShardloadSpiInt64(0, 4, NULL) > 0 && ShardloadSpiBool(0, any ? 5 : 3, NULL))
 	{
 		reopen = ShardloadSpiTimestampTz(0, 1, NULL);
 		*server = ShardloadSpiText(&session, 0, 2);

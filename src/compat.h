@@ -36,4 +36,11 @@
 #define ShardloadMyProcNumber() (MyProc->pgprocno)
 #endif
 
+/* LockHeldByMe takes "or a stronger mode" from PostgreSQL 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define ShardloadLockHeldByMe(tag, mode) LockHeldByMe((tag), (mode), false)
+#else
+#define ShardloadLockHeldByMe(tag, mode) LockHeldByMe((tag), (mode))
+#endif
+
 #endif							/* SHARDLOAD_COMPAT_H */

@@ -124,6 +124,7 @@ static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static LedgerSliceKey key_of(StreamBatch *batch, StreamSlice *slice);
 static ShardloadStage stage_of(int state);
 static bool try_reject(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static void note_unanswered_prepare(StreamShard *sh);
 static ShardloadFailure *prepare_failure(StreamSlice *slice, StreamShard *sh,
 										 ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
@@ -265,6 +266,7 @@ fail_timeout(StreamShard *sh)
 										  sh->params->servername, shardload_progress_timeout, ShardloadStageName(stage)),
 								 "The limit is shardload.progress_timeout.", NULL);
 	f->unreachable = true;
+	note_unanswered_prepare(sh);
 	/* alive but stuck (a lock wait)? its backend is asked to cancel at the end */
 	sh->stalled = sh->state != STREAM_CONNECTING;
 	for (int i = first_open(sh); i < sh->nslices; i++)
@@ -1187,11 +1189,26 @@ fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate)
 								 psprintf("lost connection to server \"%s\"", sh->params->servername),
 								 libpq_message, NULL);
 
+	note_unanswered_prepare(sh);
 	for (int i = first_open(sh); i < sh->nslices; i++)
 		if (!sh->slices[i]->committed && sh->slices[i]->failure == NULL)
 			sh->slices[i]->failure = f;
 	close_shard(sh);
 	sh->state = STREAM_DONE;
+}
+
+/*
+ * note_unanswered_prepare
+ *	  The connection is given up while an atomic slice's PREPARE waits for
+ *	  its answer: the shard may still carry it out (atomic.c keeps the
+ *	  attempt in doubt for a while).
+ */
+static void
+note_unanswered_prepare(StreamShard *sh)
+{
+	if (sh->state == STREAM_COMMIT && sh->current >= 0 && sh->current < sh->nslices &&
+		sh->slices[sh->current]->batch->gid_prefix != NULL)
+		sh->slices[sh->current]->prepare_unknown = true;
 }
 
 /*
@@ -1416,6 +1433,7 @@ prepare_failure(StreamSlice *slice, StreamShard *sh, ShardloadFailure *error)
 	if (slice->batch->gid_prefix == NULL || strcmp(error->sqlstate, "55000") != 0 ||
 		strstr(error->message, "prepared transactions are disabled") == NULL)
 		return error;
+	strlcpy(error->sqlstate, SQLSTATE_SHARDLOAD_NO_PREPARE, sizeof(error->sqlstate));
 	error->message = psprintf("server \"%s\" cannot take part in an atomic batch: prepared transactions are disabled there",
 							  sh->params->servername);
 	error->detail = pstrdup("An atomic batch PREPAREs its slice on every shard before it commits any.");

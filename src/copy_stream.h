@@ -29,6 +29,7 @@ typedef struct StreamSlice
 	bool		pending;		/* sent, to commit with a shared transaction */
 	bool		found_in_ledger;
 	bool		prepared;		/* atomic: PREPAREd, to commit on the decision */
+	bool		prepare_unknown;	/* atomic: PREPARE sent, answer never came */
 	ShardloadFailure *failure;
 	int64		rows_sent;		/* progress of this attempt */
 	int			progress_slot;	/* its progress parameter, -1 if none */

@@ -16,6 +16,7 @@
 #include "executor/spi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -24,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "atomic.h"
+#include "compat.h"
 #include "attempt.h"
 #include "circuit.h"
 #include "connection.h"
@@ -384,6 +386,7 @@ stream_foreign_slices(ShardloadGroup *group, bool fixed_forms)
 				continue;
 			slice->committed = slice->stream->committed;
 			slice->prepared = slice->stream->prepared;
+			rs->prepare_unanswered |= slice->stream->prepare_unknown;
 			if (slice->stream->failure)
 				slice->failure = slice->stream->failure;
 		}
@@ -627,6 +630,7 @@ static void
 decide_atomic(RunState *rs)
 {
 	ErrorData  *edata;
+	LOCKTAG		tag;
 
 	if (rs->failure != NULL || rs->target == NULL)
 		return;
@@ -646,6 +650,23 @@ decide_atomic(RunState *rs)
 			if (rs->slices[i].load_later)
 				rs->slices[i].committed = false;
 		return;
+	}
+	/*
+	 * A local partition's trigger may have released the batch's lock
+	 * (pg_advisory_unlock_all): a recovery pass could then have rolled the
+	 * prepared slices back, so no decision can be made.
+	 */
+	ShardloadBatchLockTag(&tag, rs->batch->batch_id);
+	if (!ShardloadLockHeldByMe(&tag, ExclusiveLock))
+	{
+		for (int i = 0; i < rs->nslices; i++)
+			if (rs->slices[i].load_later)
+				rs->slices[i].committed = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the lock of batch %lld was released during its attempt",
+						(long long) rs->batch->batch_id),
+				 errdetail("A trigger or other code run by the load released advisory locks; nothing was committed.")));
 	}
 	ShardloadAtomicDecide(rs->batch->batch_id, rs->attempt);
 	rs->decided = true;

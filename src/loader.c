@@ -27,6 +27,7 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -78,7 +79,9 @@ static void attempt_timeout_handler(void);
 static void disarm_attempt_timeout(void);
 static RunState *begin_attempt(int64 batch_id);
 static void begin_atomic(RunState *rs);
-static void end_atomic(RunState *rs);
+static ErrorData *end_atomic(RunState *rs);
+static void end_atomic_step(void *arg);
+static void end_atomic_groups(RunState **rs, int n, bool runner, ErrorData **cancel);
 static void load_group(RunState **members, int n);
 
 /*
@@ -176,6 +179,13 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 		if (locked[i])
 			rs[i] = n == 1 ? begin_attempt(ids[i]) : begin_attempt_caught(ids[i]);
 	commit_step(runner);
+	/* an atomic attempt's row must be durable before anything is PREPAREd */
+	for (int i = 0; i < n; i++)
+		if (rs[i] != NULL && rs[i]->atomic_began)
+		{
+			XLogFlush(XactLastCommitEnd);
+			break;
+		}
 
 	for (int i = 0; i < n; i++)
 	{
@@ -203,14 +213,17 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 		}
 		load_group(members, k);
 		disarm_attempt_timeout();
+		for (int m = 0; m < k; m++)
+			members[m]->loaded = true;
+		/* an atomic batch's decision commits at once, not after the others */
+		if (members[0]->atomic_began)
+			end_atomic_groups(members, k, runner, &cancel);
 		if (members[0]->cancel != NULL)
 			cancel = members[0]->cancel;
 	}
 	commit_step(runner);
+	end_atomic_groups(rs, n, runner, &cancel);
 
-	for (int i = 0; i < n; i++)
-		if (rs[i] != NULL && rs[i]->atomic_began)
-			end_atomic(rs[i]);
 	ShardloadRecordOutcomesBegin(rs, n);
 	for (int i = 0; i < n; i++)
 	{
@@ -226,25 +239,73 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 /*
  * end_atomic
  *	  The load step of an atomic batch is committed, with its decision or
- *	  without: commit or roll back its prepared slices.  A server that
- *	  cannot be reached now is left to recovery; with the decision made,
- *	  its slice counts as committed all the same.
+ *	  without: commit or roll back its prepared slices.  The decision is
+ *	  flushed first (with synchronous_commit off it could still be in WAL
+ *	  buffers, and lost in a crash after a shard has committed).  A server
+ *	  that cannot be reached now is left to recovery; with the decision
+ *	  made, its slice counts as committed all the same.  An error here is
+ *	  a WARNING: the attempt's outcome is decided already.  Returns a
+ *	  cancel to pass on once the attempt is recorded, or NULL.
  */
-static void
+static ErrorData *
 end_atomic(RunState *rs)
 {
-	char	   *unresolved = ShardloadAtomicResolve(rs->batch->batch_id, rs->attempt,
-													rs->batch->owner, rs->decided);
+	ErrorData  *edata;
 
+	if (rs->decided)
+		XLogFlush(XactLastCommitEnd);
 	for (int i = 0; i < rs->nslices; i++)
 		if (rs->slices[i].prepared && rs->decided)
 			rs->slices[i].committed = true;
+	edata = ShardloadTryStep(end_atomic_step, rs, true);
+	rs->atomic_began = false;	/* ended, or left to recovery */
+	if (edata == NULL)
+		return NULL;
+	ereport(WARNING,
+			(errmsg("batch %lld: its prepared slices were not %s on every shard yet: %s",
+					(long long) rs->batch->batch_id, rs->decided ? "committed" : "rolled back",
+					edata->message),
+			 errhint("Recovery ends them once the server is reachable; shardload.in_doubt shows them.")));
+	return edata->sqlerrcode == ERRCODE_QUERY_CANCELED ? edata : NULL;
+}
+
+static void
+end_atomic_step(void *arg)
+{
+	RunState   *rs = arg;
+	char	   *unresolved;
+
+	if (!rs->decided && rs->prepare_unanswered)
+		ShardloadAtomicUnsettled(rs->batch->batch_id, rs->attempt);
+	unresolved = ShardloadAtomicResolve(rs->batch->batch_id, rs->batch->owner);
 	if (unresolved != NULL)
-		ereport(WARNING,
-				(errmsg("batch %lld: prepared slices were not %s on every shard yet",
-						(long long) rs->batch->batch_id, rs->decided ? "committed" : "rolled back"),
-				 errdetail("%s", unresolved),
-				 errhint("Recovery ends them once the server is reachable; shardload.in_doubt shows them.")));
+		ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("%s", unresolved)));
+}
+
+/*
+ * end_atomic_groups
+ *	  Commit the load step and end the attempts of the atomic batches in
+ *	  rs that are loaded and not ended yet, at once: prepared slices hold
+ *	  locks on their shards until then.
+ */
+static void
+end_atomic_groups(RunState **rs, int n, bool runner, ErrorData **cancel)
+{
+	bool		any = false;
+
+	for (int i = 0; i < n; i++)
+		any |= rs[i] != NULL && rs[i]->atomic_began && rs[i]->loaded;
+	if (!any)
+		return;
+	commit_step(runner);
+	for (int i = 0; i < n; i++)
+		if (rs[i] != NULL && rs[i]->atomic_began && rs[i]->loaded)
+		{
+			ErrorData  *edata = end_atomic(rs[i]);
+
+			if (edata != NULL && *cancel == NULL)
+				*cancel = edata;
+		}
 }
 
 /*
@@ -432,7 +493,8 @@ begin_attempt(int64 batch_id)
 static void
 begin_atomic(RunState *rs)
 {
-	char	   *unresolved = ShardloadAtomicRecoverBatch(rs->batch->batch_id, rs->batch->owner);
+	char	   *unresolved = ShardloadAtomicRecoverBatch(rs->batch->batch_id, rs->attempt,
+															rs->batch->owner);
 
 	if (unresolved != NULL)
 	{
@@ -449,15 +511,16 @@ begin_atomic(RunState *rs)
 
 /*
  * defer_for_open_circuit
- *	  A batch whose remaining slices all wait for open circuits is put off
- *	  until the first probe time, without an attempt.
+ *	  A batch whose remaining slices all wait for open circuits (an atomic
+ *	  batch: any of them) is put off until the first probe time, without
+ *	  an attempt.
  */
 static bool
 defer_for_open_circuit(ShardloadBatch *batch)
 {
 	ShardloadCatalogSession session;
 	char	   *server = NULL;
-	TimestampTz reopen = ShardloadCircuitDeferral(batch->batch_id, &server);
+	TimestampTz reopen = ShardloadCircuitDeferral(batch->batch_id, batch->atomic, &server);
 	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2];
 
@@ -500,6 +563,7 @@ load_group(RunState **members, int n)
 		if (group.streamed)
 			rs->stage = group.stage;
 		rs->decided = false;	/* it went with the load step */
+		rs->prepare_unanswered = true;	/* a PREPARE may still be on its way */
 		rs->failure = ShardloadFailureFromError(edata, rs->stage, NULL);
 		if (timed_out)
 		{

@@ -21,6 +21,8 @@
 #define SQLSTATE_SHARDLOAD_LEDGER_MISMATCH "SL002"
 /* A foreign server now reaches another database than a slice went to. */
 #define SQLSTATE_SHARDLOAD_OTHER_SERVER "SL003"
+/* A shard cannot PREPARE, so it cannot take part in an atomic batch. */
+#define SQLSTATE_SHARDLOAD_NO_PREPARE "SL004"
 
 /* Bytes of COPY text per payload chunk and per COPY data message. */
 #define SHARDLOAD_CHUNK_BYTES		(1024 * 1024)

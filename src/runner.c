@@ -16,6 +16,7 @@
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "utils/guc.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -194,6 +195,8 @@ ShardloadRunnerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(database, InvalidOid, 0);
 	pgstat_report_appname("pg_shardload runner");
+	/* whatever the database's default: recovery must see the latest decisions */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	/* shard connections outlive an attempt, for the runner's next batch */
 	ShardloadConnCacheEnable();
 
@@ -203,13 +206,18 @@ ShardloadRunnerMain(Datum main_arg)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
-	/* prepared slices of atomic batches left behind go first (atomic.c) */
-	pgstat_report_activity(STATE_RUNNING, "pg_shardload: ending prepared transactions");
-	(void) ShardloadAtomicRecoverAll(false);
-	pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
-	/* the load itself runs as the batch's owner, isolated (loader.c); 0: none */
-	if (batch_id != 0)
+	if (batch_id == 0)
+	{
+		/* the scheduler's recovery runner: prepared slices left behind (atomic.c) */
+		pgstat_report_activity(STATE_RUNNING, "pg_shardload: ending prepared transactions");
+		(void) ShardloadAtomicRecoverAll(false);
+	}
+	else
+	{
+		pgstat_report_activity(STATE_RUNNING, psprintf("pg_shardload: batch %lld", (long long) batch_id));
+		/* the load itself runs as the batch's owner, isolated (loader.c) */
 		(void) ShardloadRunBatch(batch_id, false, true);
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 

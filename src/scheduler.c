@@ -113,6 +113,7 @@ static void start_batch_runners(RunnerSlots *slots, int64 *ids, int n);
 static void nap(TimestampTz next_tick);
 static bool catalog_is_current(void);
 static bool recovery_due(void);
+static bool recovery_running(RunnerSlots *slots);
 
 /* How often at most a runner starts to end prepared slices left behind. */
 #define RECOVERY_INTERVAL_MS	5000
@@ -245,8 +246,8 @@ find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
 		*next_tick = ShardloadDueJobs(due_jobs);
 		if (free_slots > 0)
 			n = ShardloadClaimDueBatches(ids, free_slots, busy, nbusy, false);
-		/* prepared slices left behind: a runner that ends them (batch 0) */
-		if (n < free_slots && recovery_due())
+		/* prepared slices left behind: a runner that ends them (batch 0), one at a time */
+		if (n < free_slots && !recovery_running(slots) && recovery_due())
 			ids[n++] = 0;
 	}
 	PopActiveSnapshot();
@@ -254,6 +255,19 @@ find_due_work(RunnerSlots *slots, int free_slots, int64 *ids, List **due_jobs,
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
+}
+
+/*
+ * recovery_running
+ *	  Whether the runner that ends prepared slices (batch 0) still runs.
+ */
+static bool
+recovery_running(RunnerSlots *slots)
+{
+	for (int i = 0; i < RUNNER_SLOTS; i++)
+		if (slots->handles[i] != NULL && slots->running[i] == 0)
+			return true;
+	return false;
 }
 
 /*

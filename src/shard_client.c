@@ -14,42 +14,57 @@
 
 #include "shard_client.h"
 
-static bool wait_for(PGconn *conn, int events, TimestampTz deadline);
+static int	wait_for(PGconn *conn, int events, TimestampTz deadline);
 
 /*
  * ShardloadClientConnect
  *	  Connect with params by the deadline, holding the password rule; NULL
  *	  with *error set if that fails.  The caller PQfinish()es the result.
+ *	  An interrupt (a cancel) closes the connection before it goes on.
  */
 PGconn *
 ShardloadClientConnect(ShardConnParams *params, TimestampTz deadline, char **error)
 {
-	PGconn	   *conn = PQconnectStartParams(params->keywords, params->values, false);
+	PGconn	   *volatile conn = PQconnectStartParams(params->keywords, params->values, false);
 
+	*error = NULL;
 	if (conn == NULL)
 	{
 		*error = pstrdup("out of memory");
 		return NULL;
 	}
-	for (;;)
+	PG_TRY();
 	{
-		PostgresPollingStatusType poll = PQconnectPoll(conn);
+		PostgresPollingStatusType poll = PGRES_POLLING_WRITING;
 
-		if (poll == PGRES_POLLING_OK)
-			break;
-		if (poll == PGRES_POLLING_FAILED)
-			*error = pchomp(PQerrorMessage(conn));
-		else if (!wait_for(conn, poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
-						   deadline))
-			*error = pstrdup("the server did not answer in time");
-		else
-			continue;
-		PQfinish(conn);
-		return NULL;
+		while (poll != PGRES_POLLING_OK && *error == NULL)
+		{
+			int			rc;
+
+			/* libpq is asked again only once its socket is ready */
+			poll = PQconnectPoll(conn);
+			if (poll == PGRES_POLLING_FAILED)
+				*error = pchomp(PQerrorMessage(conn));
+			else if (poll != PGRES_POLLING_OK)
+			{
+				while ((rc = wait_for(conn, poll == PGRES_POLLING_READING ?
+									  WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE, deadline)) == WL_LATCH_SET)
+					;
+				if (rc == 0)
+					*error = pstrdup("the server did not answer in time");
+			}
+		}
+		if (*error == NULL && params->require_password && !PQconnectionUsedPassword(conn))
+			*error = pstrdup("password is required: the server did not request a password of a non-superuser's user mapping");
 	}
-	if (params->require_password && !PQconnectionUsedPassword(conn))
+	PG_CATCH();
 	{
-		*error = pstrdup("password is required: the server did not request a password of a non-superuser's user mapping");
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (*error != NULL)
+	{
 		PQfinish(conn);
 		return NULL;
 	}
@@ -82,9 +97,11 @@ ShardloadClientQuery(PGconn *conn, const char *sql, TimestampTz deadline, char *
 
 		while (PQisBusy(conn))
 		{
-			if (!wait_for(conn, WL_SOCKET_READABLE, deadline))
+			int			rc = wait_for(conn, WL_SOCKET_READABLE, deadline);
+
+			if (rc == 0)
 				*error = pstrdup("the server did not answer in time");
-			else if (!PQconsumeInput(conn))
+			else if (rc == WL_SOCKET_READABLE && !PQconsumeInput(conn))
 				*error = pchomp(PQerrorMessage(conn));
 			if (*error)
 			{
@@ -120,21 +137,23 @@ ShardloadClientQuery(PGconn *conn, const char *sql, TimestampTz deadline, char *
 
 /*
  * wait_for
- *	  Wait until conn's socket has events (true) or the deadline passes
- *	  (false); interrupts are served.
+ *	  Wait until conn's socket has events (returns them), the deadline
+ *	  passes (0) or the latch is set (WL_LATCH_SET); interrupts are served.
  */
-static bool
+static int
 wait_for(PGconn *conn, int events, TimestampTz deadline)
 {
 	long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 	int			rc;
 
 	if (timeout <= 0)
-		return false;
+		return 0;
 	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | events,
 						   PQsocket(conn), timeout, PG_WAIT_EXTENSION);
 	if (rc & WL_LATCH_SET)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
-	return true;
+	if (rc & events)
+		return rc & events;
+	return (rc & WL_LATCH_SET) ? WL_LATCH_SET : 0;
 }

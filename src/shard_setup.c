@@ -61,12 +61,22 @@ shardload_prepare_shard(PG_FUNCTION_ARGS)
 		bool		existed;
 		char	   *error = NULL;
 
-		conn = ShardloadClientConnect(params, deadline, &error);
+		ShardConnParams any_auth = *params;
+
+		/* the password rule is checked here, to say so in postgres_fdw's words */
+		any_auth.require_password = false;
+		conn = ShardloadClientConnect(&any_auth, deadline, &error);
 		if (conn == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not connect to server \"%s\"", servername),
 					 errdetail_internal("%s", error)));
+		if (params->require_password && !PQconnectionUsedPassword(conn))
+			ereport(ERROR,
+					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+					 errmsg("password is required"),
+					 errdetail("Non-superuser cannot connect if the server does not request a password."),
+					 errhint("Target server's authentication method must be changed or password_required=false set in the user mapping attributes.")));
 		res = run_query(conn, "SET search_path = pg_catalog, pg_temp;"
 						" SELECT pg_catalog.to_regclass('" SHARDLOAD_LEDGER_SCHEMA "."
 						SHARDLOAD_LEDGER_TABLE "') IS NOT NULL",

@@ -83,7 +83,7 @@ $coord->psql('postgres', "CALL shardload.run($b)");
 is(outcome($b), 'failed 0 true', 'the atomic batch fails for good');
 is($coord->safe_psql('postgres',
 		"SELECT shard || ' ' || sqlstate || ' ' || failure_type || ' ' || next_action FROM shardload.attempts WHERE batch_id = $b"),
-	'shard_3 55000 NON_RETRYABLE STOP', 'as NON_RETRYABLE, on the server that cannot prepare');
+	'shard_3 SL004 NON_RETRYABLE STOP', 'as NON_RETRYABLE, on the server that cannot prepare');
 like($coord->safe_psql('postgres', "SELECT message FROM shardload.attempts WHERE batch_id = $b"),
 	qr/server "shard_3" cannot take part in an atomic batch: prepared transactions are disabled there.*max_prepared_transactions/s,
 	'the message names the server and the setting');
