@@ -8,14 +8,15 @@
  *	  transaction that commits the local slices; then every prepared slice
  *	  is committed, or, without a decision, rolled back.
  *
- *	  The atomic_attempt row is committed before the first PREPARE, and
- *	  the batch's lock is held from then until the decision is committed,
- *	  so recovery (which takes that lock) never judges an attempt that is
- *	  still deciding: with the lock, no decision means none will come.
- *	  Recovery runs before each attempt of the batch (a prepared slice
- *	  would block the new one's ledger row), in run_due and in runners.
- *	  A prepared transaction is ended by the role that made it: the
- *	  batch's owner, through its user mapping.
+ *	  The atomic_attempt row is committed (and flushed) before the first
+ *	  PREPARE, and the batch's lock is held from then until the decision is
+ *	  committed, so recovery (which takes that lock, and reads decisions in
+ *	  READ COMMITTED) never judges an attempt that is still deciding: with
+ *	  the lock, no decision means none will come.  Recovery runs before
+ *	  each attempt of the batch (a prepared slice would block the new one's
+ *	  ledger row), in run_due and in the scheduler's recovery runner.  A
+ *	  prepared transaction is ended by the role that made it: the batch's
+ *	  owner, through its user mapping.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -54,6 +55,7 @@ typedef struct ParamsStep
 } ParamsStep;
 
 static void recover_step(void *arg);
+static void attempt_row_exec(const char *sql, int64 batch_id, int attempt);
 static void params_step(void *arg);
 static bool resolve_on_server(const char *servername, Oid owner, const char *prefix,
 							  List *decided, char **error);
@@ -77,15 +79,8 @@ ShardloadAtomicGidPrefix(const char *coordinator_id, int64 batch_id, int attempt
 void
 ShardloadAtomicBegin(int64 batch_id, int attempt)
 {
-	ShardloadCatalogSession session;
-	ShardloadArgs args = {0};
-
-	ShardloadArgInt8(&args, batch_id);
-	ShardloadArgInt4(&args, attempt);
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("INSERT INTO shardload.atomic_attempt (batch_id, attempt) VALUES ($1, $2)"
-					" ON CONFLICT DO NOTHING", &args);
-	ShardloadCatalogEnd(&session);
+	attempt_row_exec("INSERT INTO shardload.atomic_attempt (batch_id, attempt) VALUES ($1, $2)"
+					 " ON CONFLICT DO NOTHING", batch_id, attempt);
 }
 
 /*
@@ -96,15 +91,8 @@ ShardloadAtomicBegin(int64 batch_id, int attempt)
 void
 ShardloadAtomicDecide(int64 batch_id, int attempt)
 {
-	ShardloadCatalogSession session;
-	ShardloadArgs args = {0};
-
-	ShardloadArgInt8(&args, batch_id);
-	ShardloadArgInt4(&args, attempt);
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("UPDATE shardload.atomic_attempt SET decided_at = clock_timestamp()"
-					" WHERE batch_id = $1 AND attempt = $2", &args);
-	ShardloadCatalogEnd(&session);
+	attempt_row_exec("UPDATE shardload.atomic_attempt SET decided_at = clock_timestamp()"
+					 " WHERE batch_id = $1 AND attempt = $2", batch_id, attempt);
 }
 
 /*
@@ -179,15 +167,8 @@ ShardloadAtomicResolve(int64 batch_id, Oid owner)
 void
 ShardloadAtomicUnsettled(int64 batch_id, int attempt)
 {
-	ShardloadCatalogSession session;
-	ShardloadArgs args = {0};
-
-	ShardloadArgInt8(&args, batch_id);
-	ShardloadArgInt4(&args, attempt);
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("UPDATE shardload.atomic_attempt SET settle_after = now() + interval '1 minute'"
-					" WHERE batch_id = $1 AND attempt = $2 AND decided_at IS NULL", &args);
-	ShardloadCatalogEnd(&session);
+	attempt_row_exec("UPDATE shardload.atomic_attempt SET settle_after = now() + interval '1 minute'"
+					 " WHERE batch_id = $1 AND attempt = $2 AND decided_at IS NULL", batch_id, attempt);
 }
 
 /*
@@ -425,4 +406,21 @@ params_step(void *arg)
 	ParamsStep *step = arg;
 
 	step->params = ShardloadConnParams(step->serverid, step->owner);
+}
+
+/*
+ * attempt_row_exec
+ *	  One statement on an attempt's atomic_attempt row ($1 batch, $2 attempt).
+ */
+static void
+attempt_row_exec(const char *sql, int64 batch_id, int attempt)
+{
+	ShardloadCatalogSession session;
+	ShardloadArgs args = {0};
+
+	ShardloadArgInt8(&args, batch_id);
+	ShardloadArgInt4(&args, attempt);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiRun(sql, &args);
+	ShardloadCatalogEnd(&session);
 }

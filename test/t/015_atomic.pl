@@ -35,6 +35,15 @@ for my $shard (@shards)
 
 my $next_id = 1;
 
+# shard 3 sleeps 4 s on the row noted 'hold' (on), or no longer (off)
+sub hold_shard3
+{
+	my ($on) = @_;
+	$shards[2]->safe_psql('postgres', $on
+		? 'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()'
+		: 'DROP TRIGGER hold ON sales_region_3');
+}
+
 # an atomic batch of $per rows in each of the regions 1-4; $note on the
 # first row of region 3
 sub submit_atomic
@@ -132,8 +141,7 @@ is(prepared_left(), '0 0 0', 'the prepared slices were rolled back');
 $shards[1]->safe_psql('postgres', 'ALTER TABLE sales_region_2 DROP CONSTRAINT refuse');
 
 # ==== coordinator killed after some shards PREPAREd, before the decision ====
-$shards[2]->safe_psql('postgres',
-	'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()');
+hold_shard3(1);
 $from = $next_id;
 $b = submit_atomic('killed-before', 30, 'hold');
 my ($h) = start_psql($coord, "CALL shardload.run($b);");
@@ -148,15 +156,14 @@ is($coord->safe_psql('postgres', "SELECT string_agg(server || ' ' || resolution,
 $coord->safe_psql('postgres', 'SELECT shardload.run_due(0)');
 is(prepared_left(), '0 0 0', 'a recovery pass rolls back what was prepared');
 is(counts($from, $next_id), '0 0 0 0', 'nothing of the batch is anywhere');
-$shards[2]->safe_psql('postgres', 'DROP TRIGGER hold ON sales_region_3');
+hold_shard3(0);
 $coord->safe_psql('postgres', "CALL shardload.run($b)");
 is(outcome($b), 'succeeded 120 true', 'the rerun loads the batch');
 is(counts($from, $next_id), '30 30 30 30', 'exactly once');
 is(prepared_left(), '0 0 0', 'and leaves nothing prepared');
 
 # ==== coordinator killed after the decision, before COMMIT PREPARED ====
-$shards[2]->safe_psql('postgres',
-	'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()');
+hold_shard3(1);
 $from = $next_id;
 $b = submit_atomic('killed-after', 30, 'hold');
 ($h) = start_psql($coord, "CALL shardload.run($b);");
@@ -178,11 +185,10 @@ is($coord->safe_psql('postgres', "SELECT string_agg(DISTINCT resolution, ',') FR
 $coord->safe_psql('postgres', 'SELECT shardload.run_due(0)');
 is(prepared_left(), '0 0 0', 'a recovery pass commits them');
 is(counts($from, $next_id), '30 30 30 30', 'every shard holds the batch');
-$shards[2]->safe_psql('postgres', 'DROP TRIGGER hold ON sales_region_3');
+hold_shard3(0);
 
 # ==== a shard restarted (immediate) between PREPARE and COMMIT PREPARED ====
-$shards[2]->safe_psql('postgres',
-	'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()');
+hold_shard3(1);
 $from = $next_id;
 $b = submit_atomic('shard-restarted', 30, 'hold');
 ($h) = start_psql($coord, "CALL shardload.run($b);");
@@ -199,19 +205,18 @@ is(counts($from, $next_id), '30 30 30 30', 'and every shard holds it');
 is(prepared_left(), '0 0 0', 'nothing is left prepared');
 is($coord->safe_psql('postgres', 'SELECT count(*) FROM shardload.atomic_attempt'), '0',
 	'no attempt is in doubt');
-$shards[2]->safe_psql('postgres', 'DROP TRIGGER hold ON sales_region_3');
+hold_shard3(0);
 
 # ==== the background worker ends what a killed coordinator left prepared ====
 $coord->append_conf('postgresql.conf', "shardload.database = 'postgres'");
 $coord->restart;
-$shards[2]->safe_psql('postgres',
-	'CREATE TRIGGER hold BEFORE INSERT ON sales_region_3 FOR EACH ROW EXECUTE FUNCTION hold()');
+hold_shard3(1);
 $from = $next_id;
 $b = submit_atomic('worker-killed', 30, 'hold');
 ok($shards[0]->poll_query_until('postgres', 'SELECT count(*) = 1 FROM pg_prepared_xacts'),
 	'a runner has PREPAREd on shard 1');
 $coord->stop('immediate');
-$shards[2]->safe_psql('postgres', 'DROP TRIGGER hold ON sales_region_3');
+hold_shard3(0);
 $coord->start;
 ok($coord->poll_query_until('postgres',
 		"SELECT state = 'succeeded' FROM shardload.batches WHERE batch_id = $b"),
