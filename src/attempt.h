@@ -50,7 +50,6 @@ typedef struct RunState
 	bool		atomic_began;	/* atomic: may leave prepared slices (atomic.c) */
 	bool		decided;		/* atomic: the decision to commit is made */
 	bool		prepare_unanswered; /* atomic: a PREPARE's answer never came */
-	bool		loaded;			/* its load step ran */
 
 	/* the load step's (load_step.c) */
 	Relation	target;			/* open while the load runs; NULL: cannot run */

@@ -657,17 +657,13 @@ decide_atomic(RunState *rs)
 	 * prepared slices back, so no decision can be made.
 	 */
 	ShardloadBatchLockTag(&tag, rs->batch->batch_id);
+	/* the error ends the load step; load_group marks its local slices undone */
 	if (!ShardloadLockHeldByMe(&tag, ExclusiveLock))
-	{
-		for (int i = 0; i < rs->nslices; i++)
-			if (rs->slices[i].load_later)
-				rs->slices[i].committed = false;
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the lock of batch %lld was released during its attempt",
 						(long long) rs->batch->batch_id),
 				 errdetail("A trigger or other code run by the load released advisory locks; nothing was committed.")));
-	}
 	ShardloadAtomicDecide(rs->batch->batch_id, rs->attempt);
 	rs->decided = true;
 }

@@ -213,8 +213,6 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 		}
 		load_group(members, k);
 		disarm_attempt_timeout();
-		for (int m = 0; m < k; m++)
-			members[m]->loaded = true;
 		/* an atomic batch's decision commits at once, not after the others */
 		if (members[0]->atomic_began)
 			end_atomic_groups(members, k, runner, &cancel);
@@ -285,8 +283,8 @@ end_atomic_step(void *arg)
 /*
  * end_atomic_groups
  *	  Commit the load step and end the attempts of the atomic batches in
- *	  rs that are loaded and not ended yet, at once: prepared slices hold
- *	  locks on their shards until then.
+ *	  rs not ended yet (those a cancel kept from loading too: their rows
+ *	  go), at once: prepared slices hold locks on their shards until then.
  */
 static void
 end_atomic_groups(RunState **rs, int n, bool runner, ErrorData **cancel)
@@ -294,12 +292,12 @@ end_atomic_groups(RunState **rs, int n, bool runner, ErrorData **cancel)
 	bool		any = false;
 
 	for (int i = 0; i < n; i++)
-		any |= rs[i] != NULL && rs[i]->atomic_began && rs[i]->loaded;
+		any |= rs[i] != NULL && rs[i]->atomic_began;
 	if (!any)
 		return;
 	commit_step(runner);
 	for (int i = 0; i < n; i++)
-		if (rs[i] != NULL && rs[i]->atomic_began && rs[i]->loaded)
+		if (rs[i] != NULL && rs[i]->atomic_began)
 		{
 			ErrorData  *edata = end_atomic(rs[i]);
 
