@@ -127,13 +127,17 @@ CREATE TABLE shardload.atomic_attempt (
 );
 COMMENT ON TABLE shardload.atomic_attempt IS 'attempts of atomic batches whose prepared transactions may be on shards (read shardload.in_doubt)';
 
+-- false: committed by a direct load (shardload.load) without payload; until
+-- it succeeds, an interrupted one is removed by recovery
+ALTER TABLE shardload.batch ADD COLUMN payload_stored boolean NOT NULL DEFAULT true;
+
 CREATE OR REPLACE VIEW shardload.batches WITH (security_barrier) AS
 	SELECT b.batch_id, b.target, b.batch_key, b.tenant, b.state, b.attempts,
 		   b.rows_total, b.rows_loaded, b.rows_rejected, b.next_attempt_at,
 		   b.last_failure_type, b.last_reason, b.created_at, b.finished_at,
 		   b.owner, b.policy_name AS policy, b.on_error, b.reject_limit,
 		   b.source_kind, b.content_hash, b.payload_bytes,
-		   b.payload_purged_at IS NULL AS payload_kept, b.atomic
+		   b.payload_purged_at IS NULL AND b.payload_stored AS payload_kept, b.atomic
 	FROM shardload.batch b
 	WHERE b.owner::oid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
 	   OR pg_catalog.pg_has_role('shardload_admin', 'MEMBER');
@@ -192,6 +196,16 @@ COMMENT ON FUNCTION shardload.submit_file(regclass, text, text, text, text, bigi
 	IS 'capture rows from a server-side CSV or text file as a batch; returns the batch id';
 
 /* atomic goes last: calls that give batch_id by position keep working */
+-- shardload.load's submit (direct loads: see docs/architecture.md)
+CREATE FUNCTION shardload.load_submit(target regclass, batch_key text, source_query text,
+									  policy text DEFAULT NULL, on_error text DEFAULT 'stop',
+									  reject_limit bigint DEFAULT 0, tenant text DEFAULT NULL,
+									  atomic boolean DEFAULT NULL)
+	RETURNS bigint
+	LANGUAGE C AS 'MODULE_PATHNAME', 'shardload_load_submit';
+COMMENT ON FUNCTION shardload.load_submit(regclass, text, text, text, text, bigint, text, boolean)
+	IS 'shardload.load''s first step: submit, streaming a new batch to its shards; CALL shardload.run next';
+
 DROP PROCEDURE shardload.load(regclass, text, text, text, text, bigint, text, bigint);
 CREATE PROCEDURE shardload.load(target regclass, batch_key text, source_query text,
 								policy text DEFAULT NULL, on_error text DEFAULT 'stop',
@@ -199,8 +213,9 @@ CREATE PROCEDURE shardload.load(target regclass, batch_key text, source_query te
 								INOUT batch_id bigint DEFAULT NULL, atomic boolean DEFAULT NULL)
 	LANGUAGE plpgsql AS $$
 BEGIN
-	batch_id := shardload.submit(target, batch_key, source_query, policy,
-								 on_error, reject_limit, tenant, atomic);
+	-- a new batch streams to its shards while it is captured; run finishes it
+	batch_id := shardload.load_submit(target, batch_key, source_query, policy,
+									  on_error, reject_limit, tenant, atomic);
 	COMMIT;
 	CALL shardload.run(batch_id);
 END

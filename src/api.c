@@ -15,12 +15,14 @@
 
 #include "batch_control.h"
 #include "jobs.h"
+#include "direct_load.h"
 #include "metadata.h"
 #include "pg_shardload.h"
 #include "worker.h"
 
 PG_FUNCTION_INFO_V1(shardload_submit);
 PG_FUNCTION_INFO_V1(shardload_submit_csv);
+PG_FUNCTION_INFO_V1(shardload_load_submit);
 PG_FUNCTION_INFO_V1(shardload_submit_file);
 PG_FUNCTION_INFO_V1(shardload_run);
 PG_FUNCTION_INFO_V1(shardload_cancel);
@@ -32,7 +34,8 @@ PG_FUNCTION_INFO_V1(shardload_unschedule);
 PG_FUNCTION_INFO_V1(shardload_cron_next);
 
 static char *required_text(FunctionCallInfo fcinfo, int argno, const char *name);
-static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name);
+static int64 submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
+						   bool for_load);
 
 static char *
 required_text(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -53,7 +56,8 @@ required_text(FunctionCallInfo fcinfo, int argno, const char *name)
  *	  test calls with this library, have no atomic).
  */
 static int64
-submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name)
+submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name,
+			  bool for_load)
 {
 	bool		is_file = strcmp(kind, "file") == 0;
 	int			header_arg = strcmp(kind, "query") == 0 ? -1 : 7;
@@ -81,25 +85,37 @@ submit_common(FunctionCallInfo fcinfo, const char *kind, const char *source_name
 		text_to_cstring(PG_GETARG_TEXT_PP(format_arg)) : "csv";
 	args.atomic_given = PG_NARGS() > atomic_arg && !PG_ARGISNULL(atomic_arg);
 	args.atomic = args.atomic_given && PG_GETARG_BOOL(atomic_arg);
-	return ShardloadSubmit(&args);
+	return for_load ? ShardloadDirectSubmit(&args) : ShardloadSubmit(&args);
 }
 
 Datum
 shardload_submit(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query"));
+	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query", false));
+}
+
+/*
+ * shardload_load_submit
+ *	  shardload.load()'s submit: the same, streaming a new batch to its
+ *	  shards while it is captured when it can (direct_load.c); the CALL of
+ *	  shardload.run that follows finishes it.
+ */
+Datum
+shardload_load_submit(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(submit_common(fcinfo, "query", "source_query", true));
 }
 
 Datum
 shardload_submit_csv(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data"));
+	PG_RETURN_INT64(submit_common(fcinfo, "csv", "data", false));
 }
 
 Datum
 shardload_submit_file(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(submit_common(fcinfo, "file", "path"));
+	PG_RETURN_INT64(submit_common(fcinfo, "file", "path", false));
 }
 
 /*
@@ -127,7 +143,10 @@ shardload_run(PG_FUNCTION_ARGS)
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	(void) ShardloadRunBatch(PG_GETARG_INT64(0), true, false);
+	if (ShardloadDirectPending(PG_GETARG_INT64(0)))
+		ShardloadDirectFinish();
+	else
+		(void) ShardloadRunBatch(PG_GETARG_INT64(0), true, false);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

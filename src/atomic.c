@@ -104,8 +104,9 @@ ShardloadAtomicDecide(int64 batch_id, int attempt)
  *	  caller holds the batch's lock, so no attempt of it is deciding.  Once
  *	  every server has answered, the batch's atomic_attempt rows go, but an
  *	  undecided one whose settle_after is still ahead stays (a PREPARE of
- *	  it may still be on its way).  Returns NULL, or what kept a server
- *	  from being resolved.
+ *	  it may still be on its way), and a batch whose direct load was
+ *	  interrupted before its rows were stored (direct_load.c) goes too.
+ *	  Returns NULL, or what kept a server from being resolved.
  */
 char *
 ShardloadAtomicResolve(int64 batch_id, Oid owner)
@@ -154,6 +155,13 @@ ShardloadAtomicResolve(int64 batch_id, Oid owner)
 	ShardloadSpiExec("DELETE FROM shardload.atomic_attempt WHERE batch_id = $1"
 					 " AND (decided_at IS NOT NULL OR settle_after IS NULL OR settle_after < now())",
 					 1, argtypes, values, NULL);
+	/* a direct load interrupted before its rows were stored: as if never submitted */
+	if (ShardloadSpiExec("DELETE FROM shardload.batch WHERE batch_id = $1 AND NOT payload_stored"
+						 " AND state <> 'succeeded' AND NOT EXISTS (SELECT FROM shardload.atomic_attempt"
+						 "  WHERE batch_id = $1)", 1, argtypes, values, NULL) > 0)
+		ereport(LOG,
+				(errmsg("batch %lld was removed: its direct load was interrupted before its rows were stored",
+						(long long) batch_id)));
 	ShardloadCatalogEnd(&session);
 	return NULL;
 }

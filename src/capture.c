@@ -21,6 +21,7 @@
 #include "capture.h"
 #include "compat.h"
 #include "metadata.h"
+#include "payload.h"
 #include "pg_shardload.h"
 #include "route_check.h"
 
@@ -69,18 +70,23 @@ ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_paylo
 void
 ShardloadAppendCopyText(StringInfo buf, const char *value)
 {
-	const char *start = value;
-	const char *p;
+	const char *p = value;
 
 	if (value == NULL)
 	{
 		appendBinaryStringInfo(buf, "\\N", 2);
 		return;
 	}
-	for (p = value; *p; p++)
+	for (;;)
 	{
+		/* most values have nothing to escape: copy runs in one go */
+		size_t		run = strcspn(p, "\\\t\n\r");
 		char		escaped;
 
+		appendBinaryStringInfo(buf, p, run);
+		p += run;
+		if (*p == '\0')
+			return;
 		switch (*p)
 		{
 			case '\\':
@@ -92,18 +98,14 @@ ShardloadAppendCopyText(StringInfo buf, const char *value)
 			case '\n':
 				escaped = 'n';
 				break;
-			case '\r':
+			default:
 				escaped = 'r';
 				break;
-			default:
-				continue;
 		}
-		appendBinaryStringInfo(buf, start, p - start);
 		appendStringInfoChar(buf, '\\');
 		appendStringInfoChar(buf, escaped);
-		start = p + 1;
+		p++;
 	}
-	appendBinaryStringInfo(buf, start, p - start);
 }
 
 /*
@@ -201,6 +203,11 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 	appendBinaryStringInfo(&slice->lines, (char *) &line_no, sizeof(int64));
 	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
 		flush_slice(cap, slice_no);
+	if (cap->tick && (cap->tick_bytes += cap->line.len) >= CAPTURE_TICK_BYTES)
+	{
+		cap->tick_bytes = 0;
+		cap->tick(cap->sink_arg);
+	}
 }
 
 /*
@@ -235,19 +242,25 @@ record_reject(Capture *cap, int64 line_no, const char *sqlstate, const char *mes
 
 /*
  * flush_slice
- *	  Store a slice's buffered lines as its next payload chunk.
+ *	  Store a slice's buffered lines as its next payload chunk (or hand
+ *	  them to a direct load's sink).
  */
 static void
 flush_slice(Capture *cap, int slice_no)
 {
 	CaptureSlice *slice = &cap->slices[slice_no];
-	ShardloadCatalogSession session;
-	ShardloadArgs args = {0};
 	bytea	   *data;
 	bytea	   *lines;
 
 	if (slice->buf.len == 0)
 		return;
+	if (cap->sink)
+	{
+		cap->sink(cap->sink_arg, slice_no, slice->next_chunk++, &slice->buf, &slice->lines);
+		resetStringInfo(&slice->buf);
+		resetStringInfo(&slice->lines);
+		return;
+	}
 	data = palloc(VARHDRSZ + slice->buf.len);
 	SET_VARSIZE(data, VARHDRSZ + slice->buf.len);
 	memcpy(VARDATA(data), slice->buf.data, slice->buf.len);
@@ -255,18 +268,9 @@ flush_slice(Capture *cap, int slice_no)
 	SET_VARSIZE(lines, VARHDRSZ + slice->lines.len);
 	memcpy(VARDATA(lines), slice->lines.data, slice->lines.len);
 	resetStringInfo(&slice->lines);
-	ShardloadArgInt8(&args, cap->batch_id);
-	ShardloadArgInt4(&args, slice_no);
-	ShardloadArgInt4(&args, slice->next_chunk);
-	ShardloadArgBytea(&args, data);
-	ShardloadArgBytea(&args, lines);
-
-	ShardloadCatalogBegin(&session);
-	ShardloadSpiRun("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data, line_numbers)"
-					" VALUES ($1, $2, $3, $4, $5)", &args);
-	ShardloadCatalogEnd(&session);
-
+	ShardloadPayloadStore(cap->batch_id, slice_no, slice->next_chunk, data, lines);
 	pfree(data);
+	pfree(lines);
 	slice->next_chunk++;
 	resetStringInfo(&slice->buf);
 }

@@ -46,7 +46,20 @@ typedef struct Capture
 	ShardloadRecoder *recoder;	/* text input: columns to parse and rewrite */
 	const char *raw_line;		/* the input line as given, if known */
 	int64		rejected;
+
+	/*
+	 * A direct load (direct_load.c): each full chunk goes to sink instead of
+	 * the payload, and tick runs every CAPTURE_TICK_BYTES captured, so that
+	 * the shards get rows while the capture goes on.
+	 */
+	void		(*sink) (void *arg, int slice_no, int chunk_no, StringInfo data,
+						 StringInfo lines);
+	void		(*tick) (void *arg);
+	void	   *sink_arg;
+	int64		tick_bytes;
 } Capture;
+
+#define CAPTURE_TICK_BYTES	(64 * 1024)
 
 extern Capture *ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 							  bool reject_mode);

@@ -131,6 +131,7 @@ static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *
 							   const char *skipped, const char *reasons);
 static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
 							int len);
+static bytea *next_chunk(StreamSlice *slice, int chunk_no);
 
 /*
  * ShardloadStreamSlices
@@ -140,6 +141,28 @@ static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *
  */
 void
 ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
+{
+	ShardloadStreamBegin(batch, shards, nshards);
+	PG_TRY();
+	{
+		while (ShardloadStreamTurn(batch, shards, nshards, true))
+			;
+	}
+	PG_FINALLY();
+	{
+		ShardloadStreamEnd(shards, nshards);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * ShardloadStreamBegin
+ *	  Start streaming to shards (connections begin); then turn the loop
+ *	  with ShardloadStreamTurn, and always end with ShardloadStreamEnd,
+ *	  also on error.  shards may grow meanwhile (ShardloadStreamAddShard).
+ */
+void
+ShardloadStreamBegin(StreamBatch *batch, StreamShard **shards, int nshards)
 {
 	int			slot = 0;
 	int64		bytes_total = 0;
@@ -168,60 +191,88 @@ ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards)
 		before_shmem_exit(cancel_at_exit, (Datum) 0);
 		exit_callback_registered = true;
 	}
-	PG_TRY();
+	for (int i = 0; i < nshards; i++)
+		start_connect(batch, shards[i]);
+}
+
+/*
+ * ShardloadStreamAddShard
+ *	  One more shard joins a stream that has begun (its slices' rows are
+ *	  still being captured): shards[*nshards] is sh, connecting.
+ */
+void
+ShardloadStreamAddShard(StreamBatch *batch, StreamShard **shards, int *nshards,
+						StreamShard *sh)
+{
+	for (int j = 0; j < sh->nslices; j++)
 	{
-		for (int i = 0; i < nshards; i++)
-			start_connect(batch, shards[i]);
-		for (;;)
+		sh->slices[j]->batch = batch;
+		sh->slices[j]->progress_slot = -1;
+	}
+	shards[(*nshards)++] = sh;
+	streaming.shards = shards;
+	streaming.nshards = *nshards;
+	start_connect(batch, sh);
+}
+
+/*
+ * ShardloadStreamTurn
+ *	  Advance every shard as far as it goes; with block, wait for one of
+ *	  them if none moved.  False once every shard is done.  A shard that
+ *	  waits for chunks the feed has not captured yet is not stalled.
+ */
+bool
+ShardloadStreamTurn(StreamBatch *batch, StreamShard **shards, int nshards, bool block)
+{
+	bool		active = false;
+	bool		progress = false;
+	TimestampTz now;
+
+	if (batch->stage_out)
+		*batch->stage_out = stream_stage(shards, nshards);
+	CHECK_FOR_INTERRUPTS();
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < nshards; i++)
+	{
+		StreamShard *sh = shards[i];
+
+		if (sh->state == STREAM_DONE)
+			continue;
+		active = true;
+		if (step(batch, sh) || sh->awaiting_feed)
 		{
-			bool		active = false;
-			bool		progress = false;
-			TimestampTz now;
-
-			if (batch->stage_out)
-				*batch->stage_out = stream_stage(shards, nshards);
-			CHECK_FOR_INTERRUPTS();
-			now = GetCurrentTimestamp();
-			for (int i = 0; i < nshards; i++)
-			{
-				StreamShard *sh = shards[i];
-
-				if (sh->state == STREAM_DONE)
-					continue;
-				active = true;
-				if (step(batch, sh))
-				{
-					progress = true;
-					if (sh->state != STREAM_CONNECTING)
-						sh->deadline = TimestampTzPlusMilliseconds(now, shardload_progress_timeout);
-				}
-				else if (now >= sh->deadline)
-					fail_timeout(sh);
-			}
-			if (!active)
-				break;
-			/* with progress, only look at the sockets: no shard waits unread */
-			wait_for_shards(shards, nshards, progress ? 0 : -1);
+			progress = true;
+			if (sh->state != STREAM_CONNECTING)
+				sh->deadline = TimestampTzPlusMilliseconds(now, shardload_progress_timeout);
 		}
+		else if (now >= sh->deadline)
+			fail_timeout(sh);
 	}
-	PG_FINALLY();
-	{
-		/*
-		 * Ended early (an error, a cancel) or with shards that stopped
-		 * answering: close every connection first, so that nothing below can
-		 * leave one open, then ask the shards to cancel what their backends
-		 * still run.
-		 */
-		CancelTargets targets = cancel_targets(shards, nshards);
+	if (!active)
+		return false;
+	/* with progress, only look at the sockets: no shard waits unread */
+	wait_for_shards(shards, nshards, progress || !block ? 0 : -1);
+	return true;
+}
 
-		for (int i = 0; i < nshards; i++)
-			close_shard(shards[i]);
-		streaming.shards = NULL;
-		streaming.nshards = 0;
-		pgstat_progress_end_command();
-		ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
-	}
-	PG_END_TRY();
+/*
+ * ShardloadStreamEnd
+ *	  The stream is over, or ended early (an error, a cancel) or with
+ *	  shards that stopped answering: close every connection first, so that
+ *	  nothing below can leave one open, then ask the shards to cancel what
+ *	  their backends still run.
+ */
+void
+ShardloadStreamEnd(StreamShard **shards, int nshards)
+{
+	CancelTargets targets = cancel_targets(shards, nshards);
+
+	for (int i = 0; i < nshards; i++)
+		close_shard(shards[i]);
+	streaming.shards = NULL;
+	streaming.nshards = 0;
+	pgstat_progress_end_command();
+	ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
 }
 
 /*
@@ -323,6 +374,22 @@ cancel_at_exit(int code, Datum arg)
 		close_shard(streaming.shards[i]);
 	streaming.shards = NULL;
 	ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
+}
+
+/*
+ * next_chunk
+ *	  Chunk chunk_no of the slice: from the feed while its batch is being
+ *	  captured, else from the payload.  NULL: past the last (or, from a
+ *	  feed that is not done, not captured yet).
+ */
+static bytea *
+next_chunk(StreamSlice *slice, int chunk_no)
+{
+	ShardloadChunkFeed *feed = slice->batch->feed;
+
+	if (feed)
+		return feed->chunk(feed->arg, slice->slice_no, chunk_no);
+	return ShardloadPayloadChunk(slice->batch->batch_id, slice->slice_no, chunk_no);
 }
 
 /*
@@ -540,8 +607,16 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		{
 			if (sh->chunk)
 				pfree(sh->chunk);
-			sh->chunk = ShardloadPayloadChunk(slice->batch->batch_id, slice->slice_no, sh->chunk_no++);
+			sh->chunk = next_chunk(slice, sh->chunk_no++);
 			sh->offset = 0;
+			sh->awaiting_feed = false;
+			if (sh->chunk == NULL && slice->batch->feed && !slice->batch->feed->done)
+			{
+				/* captured later: the COPY stays open until then */
+				sh->chunk_no--;
+				sh->awaiting_feed = true;
+				break;
+			}
 			if (sh->chunk && slice->nskip > 0)
 				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
 			if (sh->chunk == NULL)
@@ -973,7 +1048,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 {
 	bool		exists;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 6)
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 7)
 	{
 		fail_connection(sh, SHARDLOAD_STAGE_LEDGER, "08P01");
 		return;
@@ -981,6 +1056,7 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	sh->ledger_reasons = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	sh->identity = pstrdup(PQgetvalue(res, 0, 3));
+	sh->can_prepare = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
 
 	for (int i = 0; i < sh->nslices; i++)
 	{

@@ -16,6 +16,18 @@
 
 typedef struct StreamBatch StreamBatch;
 
+/*
+ * Chunks of a batch that is still being captured (direct_load.c): chunk()
+ * returns chunk chunk_no of a slice, palloc'd, or NULL if there is none
+ * (yet: until done, a slice's COPY stays open for more).
+ */
+typedef struct ShardloadChunkFeed
+{
+	bytea	   *(*chunk) (void *arg, int slice_no, int chunk_no);
+	void	   *arg;
+	bool		done;
+} ShardloadChunkFeed;
+
 /* One slice bound for a shard, and what became of it. */
 typedef struct StreamSlice
 {
@@ -78,6 +90,8 @@ typedef struct StreamShard
 	int			shared_first;	/* its first slice */
 	bool		falling_back;	/* it is being rolled back: then one by one */
 	bool		chained;		/* the query in flight looks up the next slice too */
+	bool		awaiting_feed;	/* its COPY waits for rows still being captured */
+	bool		can_prepare;	/* the shard allows prepared transactions */
 } StreamShard;
 
 /*
@@ -99,8 +113,15 @@ struct StreamBatch
 								 * prefix and its number; NULL: committed */
 	ShardloadStage *stage_out;		/* kept up to date: where the stream is, for
 								 * an error raised meanwhile (NULL: none) */
+	ShardloadChunkFeed *feed;	/* chunks still being captured; NULL: payload */
 };
 
 extern void ShardloadStreamSlices(StreamBatch *batch, StreamShard **shards, int nshards);
+extern void ShardloadStreamBegin(StreamBatch *batch, StreamShard **shards, int nshards);
+extern void ShardloadStreamAddShard(StreamBatch *batch, StreamShard **shards, int *nshards,
+									StreamShard *sh);
+extern bool ShardloadStreamTurn(StreamBatch *batch, StreamShard **shards, int nshards,
+								bool block);
+extern void ShardloadStreamEnd(StreamShard **shards, int nshards);
 
 #endif							/* SHARDLOAD_COPY_STREAM_H */

@@ -82,7 +82,8 @@ ShardloadLedgerTightenSql(void)
  *	  batch's lc_monetary, or NULL; a batch captured before 0.2, whose
  *	  payload is not in them, only gets the search_path), then asks: does
  *	  the ledger exist, may this role use it, does it keep reasons, and
- *	  which server is this (system identifier and database).
+ *	  which server is this (system identifier and database), and does it
+ *	  allow prepared transactions.
  */
 char *
 ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
@@ -100,7 +101,8 @@ ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
 					"  AND pg_catalog.pg_has_role(n.nspowner, 'USAGE')"
 					"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 					"  WHERE c.oid = l),"
-					" l IS NOT NULL AND pg_catalog.has_table_privilege('public', l, 'INSERT, UPDATE, DELETE, TRUNCATE')"
+					" l IS NOT NULL AND pg_catalog.has_table_privilege('public', l, 'INSERT, UPDATE, DELETE, TRUNCATE'),"
+					" pg_catalog.current_setting('max_prepared_transactions')::int > 0"
 					" FROM pg_catalog.to_regclass('" LEDGER_NAME "') AS l",
 					fixed_forms ? ShardloadRemoteSessionSql(lc_monetary)
 					: "SET search_path = pg_catalog, pg_temp;");

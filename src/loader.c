@@ -52,6 +52,7 @@
 #include "classify.h"
 #include "connection.h"
 #include "copy_stream.h"
+#include "direct_load.h"
 #include "metadata.h"
 #include "payload.h"
 #include "pg_shardload.h"
@@ -79,6 +80,8 @@ static void attempt_timeout_handler(void);
 static void disarm_attempt_timeout(void);
 static RunState *begin_attempt(int64 batch_id);
 static void begin_atomic(RunState *rs);
+static void recover_direct(RunState *rs);
+static ShardloadFailure *unresolved_failure(RunState *rs, char *unresolved);
 static ErrorData *end_atomic(RunState *rs);
 static void end_atomic_step(void *arg);
 static void end_atomic_groups(RunState **rs, int n, bool runner, ErrorData **cancel);
@@ -420,6 +423,11 @@ begin_attempt(int64 batch_id)
 	batch = ShardloadBatchFetch(&session, batch_id, true);
 	ShardloadCatalogEnd(&session);
 	ShardloadCheckBatchAccess(batch);
+	if (!batch->payload_stored && batch->state != SHARDLOAD_BATCH_SUCCEEDED)
+	{
+		ShardloadDirectInterrupted(batch);
+		return NULL;
+	}
 
 	if (batch->state == SHARDLOAD_BATCH_SUCCEEDED)
 	{
@@ -479,6 +487,8 @@ begin_attempt(int64 batch_id)
 	ShardloadCatalogEnd(&session);
 	if (batch->atomic)
 		begin_atomic(rs);
+	else
+		recover_direct(rs);
 	return rs;
 }
 
@@ -496,15 +506,41 @@ begin_atomic(RunState *rs)
 
 	if (unresolved != NULL)
 	{
-		rs->failure = ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, NULL, "08006",
-										   psprintf("prepared transactions of an earlier attempt of batch %lld could not be ended",
-													(long long) rs->batch->batch_id),
-										   unresolved,
-										   "Recovery ends them once the server is reachable; shardload.in_doubt shows them.");
+		rs->failure = unresolved_failure(rs, unresolved);
 		return;
 	}
 	ShardloadAtomicBegin(rs->batch->batch_id, rs->attempt);
 	rs->atomic_began = true;
+}
+
+/*
+ * recover_direct
+ *	  A batch that is not atomic may still have prepared slices on some
+ *	  shard: those of a direct load whose end could not reach it
+ *	  (direct_load.c).  They are ended first, or the attempt fails.
+ */
+static void
+recover_direct(RunState *rs)
+{
+	char	   *unresolved = ShardloadAtomicRecoverBatch(rs->batch->batch_id, 1, rs->batch->owner);
+
+	if (unresolved != NULL)
+		rs->failure = unresolved_failure(rs, unresolved);
+}
+
+/*
+ * unresolved_failure
+ *	  The attempt cannot run: prepared slices of an earlier attempt are
+ *	  still on a shard it cannot reach (TRANSIENT, as 08006).
+ */
+static ShardloadFailure *
+unresolved_failure(RunState *rs, char *unresolved)
+{
+	return ShardloadFailureMake(SHARDLOAD_STAGE_CONNECT, NULL, "08006",
+								psprintf("prepared transactions of an earlier attempt of batch %lld could not be ended",
+										 (long long) rs->batch->batch_id),
+								unresolved,
+								"Recovery ends them once the server is reachable; shardload.in_doubt shows them.");
 }
 
 /*

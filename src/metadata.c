@@ -313,7 +313,8 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 						   "SELECT batch_id, target::oid, target_name, batch_key, tenant,"
 						   " owner::oid, policy_name, on_error, reject_limit, content_hash,"
 						   " state, attempts, series_start, rows_total,"
-						   " payload_purged_at IS NOT NULL, rows_rejected, columns, lc_monetary, atomic"
+						   " payload_purged_at IS NOT NULL, rows_rejected, columns, lc_monetary, atomic,"
+						   " payload_stored"
 						   " FROM shardload.batch WHERE batch_id = $1");
 	if (lock)
 		appendStringInfoString(&sql, " FOR UPDATE");
@@ -342,6 +343,7 @@ ShardloadBatchFetch(ShardloadCatalogSession *session, int64 batch_id, bool lock)
 	batch->columns = ShardloadSpiText(session, 0, 17);
 	batch->lc_monetary = ShardloadSpiText(session, 0, 18);
 	batch->atomic = ShardloadSpiBool(0, 19, NULL);
+	batch->payload_stored = ShardloadSpiBool(0, 20, NULL);
 	return batch;
 }
 

@@ -60,6 +60,7 @@ typedef struct ShardloadBatch
 	char	   *columns;		/* the column layout of the payload */
 	char	   *lc_monetary;	/* of the submitting session, if money values */
 	bool		atomic;			/* all shards or none (atomic.c) */
+	bool		payload_stored; /* false: a direct load (direct_load.c) */
 } ShardloadBatch;
 
 extern char *ShardloadInstalledVersion(Oid *owner);

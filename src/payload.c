@@ -90,6 +90,28 @@ ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no)
 }
 
 /*
+ * ShardloadPayloadStore
+ *	  Store chunk chunk_no of a slice: its COPY text and its rows' input
+ *	  line numbers.
+ */
+void
+ShardloadPayloadStore(int64 batch_id, int slice_no, int chunk_no, bytea *data, bytea *lines)
+{
+	ShardloadCatalogSession session;
+	ShardloadArgs args = {0};
+
+	ShardloadArgInt8(&args, batch_id);
+	ShardloadArgInt4(&args, slice_no);
+	ShardloadArgInt4(&args, chunk_no);
+	ShardloadArgBytea(&args, data);
+	ShardloadArgBytea(&args, lines);
+	ShardloadCatalogBegin(&session);
+	ShardloadSpiRun("INSERT INTO shardload.payload (batch_id, slice_no, chunk_no, data, line_numbers)"
+					" VALUES ($1, $2, $3, $4, $5)", &args);
+	ShardloadCatalogEnd(&session);
+}
+
+/*
  * ShardloadPayloadLine
  *	  The slice_line-th row (1-based) of a slice: its input line number
  *	  (if the batch kept them, else 0) and its COPY text.  False if the

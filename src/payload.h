@@ -12,6 +12,8 @@
 #include "nodes/pg_list.h"
 
 extern bytea *ShardloadPayloadChunk(int64 batch_id, int slice_no, int chunk_no);
+extern void ShardloadPayloadStore(int64 batch_id, int slice_no, int chunk_no, bytea *data,
+								  bytea *lines);
 extern bool ShardloadPayloadLine(int64 batch_id, int slice_no, int64 slice_line,
 								 int64 *line_no, char **raw_row);
 extern uint64 ShardloadLoadLocalSlice(int64 batch_id, int slice_no, Oid partition,

@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 
 #include "inbox.h"
+#include "direct_load.h"
 #include "pg_shardload.h"
 #include "worker.h"
 
@@ -41,6 +42,13 @@ _PG_init(void)
 							7 * 24 * 3600, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("shardload.direct_load",
+							 "Lets shardload.load() stream a new batch to its shards while capturing it.",
+							 "Its rows then reach shardload.payload only if the load cannot finish at once.",
+							 &shardload_direct_load,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomStringVariable("shardload.database",
 							   "Sets the databases the background worker serves (comma-separated).",
 							   "Read when the server starts; a change takes a restart.",

@@ -81,6 +81,7 @@ typedef struct ShardloadSubmission ShardloadSubmission;
 extern int64 ShardloadSubmit(ShardloadSubmitArgs *args);
 extern ShardloadSubmission *ShardloadSubmitBegin(ShardloadSubmitArgs *args);
 extern int64 ShardloadSubmitEnd(ShardloadSubmission *sub);
+extern void ShardloadSubmitCaptureRows(ShardloadSubmission *sub);
 extern bool ShardloadIsTickKey(const char *key);
 
 /* loader.c */

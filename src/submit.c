@@ -14,12 +14,14 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "atomic.h"
 #include "capture.h"
 #include "metadata.h"
 #include "pg_shardload.h"
@@ -30,6 +32,7 @@
 static void validate_args(ShardloadSubmitArgs *args);
 static void check_columns_travel(ShardloadRouter *router);
 static int64 claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new);
+static bool remove_interrupted(int64 batch_id, Oid owner);
 static void capture_rows(Capture *cap, ShardloadSubmitArgs *args);
 static void finish_new_batch(Capture *cap, ShardloadSubmitArgs *args, const char *hash);
 static void check_same_content(int64 batch_id, ShardloadSubmitArgs *args,
@@ -84,6 +87,16 @@ ShardloadSubmitBegin(ShardloadSubmitArgs *args)
 	sub->cap = ShardloadCaptureCreate(router, batch_id, sub->is_new,
 									  strcmp(args->on_error, "reject") == 0);
 	return sub;
+}
+
+/*
+ * ShardloadSubmitCaptureRows
+ *	  Capture the rows of the submission's source.
+ */
+void
+ShardloadSubmitCaptureRows(ShardloadSubmission *sub)
+{
+	capture_rows(sub->cap, sub->args);
 }
 
 Capture *
@@ -209,6 +222,8 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 	ShardloadArgs key;
 	int64		batch_id;
 	Oid			owner;
+	bool		unstored;
+	bool		retried = false;
 
 	ShardloadArgOid(&row, args->target);
 	ShardloadArgText(&row, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
@@ -226,6 +241,7 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 	key.n = 3;
 
 	ShardloadCatalogBegin(&session);
+again:
 	ShardloadSpiRun("INSERT INTO shardload.batch (target, target_name, batch_key, tenant,"
 					" owner, policy_name, on_error, reject_limit, source_kind, atomic)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10,"
@@ -240,13 +256,14 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 		return batch_id;
 	}
 
-	ShardloadSpiRun("SELECT batch_id, owner::oid FROM shardload.batch"
-					" WHERE target = $1 AND batch_key = $3",
+	ShardloadSpiRun("SELECT batch_id, owner::oid, NOT payload_stored AND state <> 'succeeded'"
+					" FROM shardload.batch WHERE target = $1 AND batch_key = $3",
 					&key);
 	if (SPI_processed != 1)
 		elog(ERROR, "could not find the batch that holds key \"%s\"", args->batch_key);
 	batch_id = ShardloadSpiInt64(0, 1, NULL);
 	owner = (Oid) ShardloadSpiInt64(0, 2, NULL);
+	unstored = ShardloadSpiBool(0, 3, NULL);
 	ShardloadCatalogEnd(&session);
 
 	if (owner != GetUserId())
@@ -255,7 +272,41 @@ claim_batch_key(ShardloadSubmitArgs *args, Relation rel, bool *is_new)
 
 		ShardloadCheckBatchAccess(&batch);
 	}
+	/* a direct load that was interrupted: the key is free once it is ended */
+	if (unstored && !retried && remove_interrupted(batch_id, owner))
+	{
+		retried = true;
+		ShardloadCatalogBegin(&session);
+		goto again;
+	}
 	return batch_id;
+}
+
+/*
+ * remove_interrupted
+ *	  The batch holding the key was committed by a direct load that did not
+ *	  finish (direct_load.c) and no session runs it: end its prepared
+ *	  slices, which removes it.  True if it is gone.
+ */
+static bool
+remove_interrupted(int64 batch_id, Oid owner)
+{
+	LOCKTAG		tag;
+	bool		gone;
+
+	ShardloadBatchLockTag(&tag, batch_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;			/* its load is still going on */
+	PG_TRY();
+	{
+		gone = ShardloadAtomicResolve(batch_id, owner) == NULL;
+	}
+	PG_FINALLY();
+	{
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	PG_END_TRY();
+	return gone;
 }
 
 static void

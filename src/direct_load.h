@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ * direct_load.h
+ *	  CALL shardload.load(): streaming a new batch while it is captured.
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHARDLOAD_DIRECT_LOAD_H
+#define SHARDLOAD_DIRECT_LOAD_H
+
+#include "metadata.h"
+#include "pg_shardload.h"
+
+extern bool shardload_direct_load;
+
+extern int64 ShardloadDirectSubmit(ShardloadSubmitArgs *args);
+extern bool ShardloadDirectPending(int64 batch_id);
+extern void ShardloadDirectInterrupted(ShardloadBatch *batch);
+extern void ShardloadDirectFinish(void);
+
+#endif							/* SHARDLOAD_DIRECT_LOAD_H */
