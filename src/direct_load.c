@@ -59,7 +59,7 @@
 
 bool		shardload_direct_load = true;
 
-typedef struct DirectLoad
+struct DirectLoad
 {
 	MemoryContext cxt;			/* lives from capture to finish */
 	int64		batch_id;
@@ -84,7 +84,8 @@ typedef struct DirectLoad
 	bool		given_up;		/* the payload is written instead */
 	int			commits;		/* transactions committed since the capture */
 	TimestampTz started_at;		/* attempt 1's start: the capture's */
-} DirectLoad;
+	bool		capturing;		/* its capture has not ended yet */
+};
 
 typedef struct ParamsStep
 {
@@ -97,7 +98,6 @@ typedef struct ParamsStep
 static DirectLoad *pending = NULL;
 static bool callback_registered = false;
 
-static bool may_go_direct(ShardloadSubmitArgs *args);
 static bool all_foreign(ShardloadRouter *router, Oid **servers);
 static void start_direct(DirectLoad *d, Capture *cap, Oid *servers, Oid target);
 static void sink_chunk(void *arg, int slice_no, int chunk_no, StringInfo data, StringInfo lines);
@@ -123,60 +123,76 @@ int64
 ShardloadDirectSubmit(ShardloadSubmitArgs *args)
 {
 	ShardloadSubmission *sub;
-	Capture    *cap;
-	Oid		   *servers;
-	DirectLoad *volatile d = NULL;
-	int64		batch_id;
+	DirectLoad *d;
 
-	if (pending != NULL)
-		release(pending);		/* a capture whose finish never came */
-	if (!may_go_direct(args))
+	if (!ShardloadDirectAllowed(args))
 		return ShardloadSubmit(args);
 	sub = ShardloadSubmitBegin(args);
-	cap = ShardloadSubmissionCapture(sub);
+	d = ShardloadDirectBegin(sub, args->target);
+	ShardloadSubmitCaptureRows(sub);
+	return ShardloadDirectEnd(sub, d);
+}
+
+/*
+ * ShardloadDirectBegin
+ *	  The capture of a submission begun (its key claimed) goes direct if it
+ *	  can: returns its direct load (the session's pending one, abandoned if
+ *	  the transaction aborts), or NULL for the usual path.
+ */
+DirectLoad *
+ShardloadDirectBegin(ShardloadSubmission *sub, Oid target)
+{
+	Capture    *cap = ShardloadSubmissionCapture(sub);
+	Oid		   *servers;
+	DirectLoad *d;
+
 	/* a taken key only hashes its rows; local partitions load in-process */
 	if (!cap->write_payload || !all_foreign(cap->router, &servers))
-	{
-		ShardloadSubmitCaptureRows(sub);
-		return ShardloadSubmitEnd(sub);
-	}
+		return NULL;
+	d = MemoryContextAllocZero(TopMemoryContext, sizeof(DirectLoad));
+	d->capturing = true;
+	pending = d;
+	start_direct(d, cap, servers, target);
+	return d;
+}
 
-	PG_TRY();
+/*
+ * ShardloadDirectEnd
+ *	  The rows are captured: finish the submission; a direct load commits
+ *	  without payload (its finish is next), or, if it cannot, writes the
+ *	  payload now.  Returns the batch id.
+ */
+int64
+ShardloadDirectEnd(ShardloadSubmission *sub, DirectLoad *d)
+{
+	int64		batch_id = ShardloadSubmitEnd(sub);
+
+	if (d == NULL)
+		return batch_id;
+	if (!d->given_up && ready_to_commit(d))
 	{
-		d = MemoryContextAllocZero(TopMemoryContext, sizeof(DirectLoad));
-		start_direct(d, cap, servers, args->target);
-		ShardloadSubmitCaptureRows(sub);
-		batch_id = ShardloadSubmitEnd(sub);
-		if (!d->given_up && ready_to_commit(d))
-		{
-			mark_direct(d);
-			pending = d;
-		}
-		else
-		{
-			give_up(d);
-			release(d);
-		}
+		mark_direct(d);
+		d->capturing = false;
 	}
-	PG_CATCH();
+	else
 	{
-		if (d != NULL)
-			release(d);
-		PG_RE_THROW();
+		give_up(d);
+		release(d);
 	}
-	PG_END_TRY();
 	return batch_id;
 }
 
 /*
- * may_go_direct
+ * ShardloadDirectAllowed
  *	  The batch's settings allow a direct load.  A temp_file_limit could
  *	  fail a capture that the payload would take, and recovery ends
  *	  prepared transactions only in READ COMMITTED.
  */
-static bool
-may_go_direct(ShardloadSubmitArgs *args)
+bool
+ShardloadDirectAllowed(ShardloadSubmitArgs *args)
 {
+	if (pending != NULL)
+		release(pending);		/* a capture whose finish never came */
 	return shardload_direct_load && strcmp(args->on_error, "stop") == 0 &&
 		!IsolationUsesXactSnapshot() && temp_file_limit < 0 && !IsSubTransaction();
 }
@@ -518,7 +534,8 @@ ShardloadDirectInterrupted(ShardloadBatch *batch)
 bool
 ShardloadDirectPending(int64 batch_id)
 {
-	return pending != NULL && pending->batch_id == batch_id && pending->commits > 0;
+	return pending != NULL && pending->batch_id == batch_id && !pending->capturing &&
+		pending->commits > 0;
 }
 
 /*
@@ -677,15 +694,15 @@ feed_chunk(void *arg, int slice_no, int chunk_no)
 /*
  * at_xact_end
  *	  A pending direct load lives through the commit of its capture and
- *	  until its finish; an abort, or a second commit without the finish,
- *	  abandons it.
+ *	  until its finish; an abort (also one during the capture), or a second
+ *	  commit without the finish, abandons it.
  */
 static void
 at_xact_end(XactEvent event, void *arg)
 {
 	if (pending == NULL)
 		return;
-	if (event == XACT_EVENT_COMMIT && pending->commits++ == 0)
+	if (event == XACT_EVENT_COMMIT && !pending->capturing && pending->commits++ == 0)
 		return;
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		release(pending);

@@ -11,7 +11,12 @@
 
 extern bool shardload_direct_load;
 
+typedef struct DirectLoad DirectLoad;
+
 extern int64 ShardloadDirectSubmit(ShardloadSubmitArgs *args);
+extern bool ShardloadDirectAllowed(ShardloadSubmitArgs *args);
+extern DirectLoad *ShardloadDirectBegin(ShardloadSubmission *sub, Oid target);
+extern int64 ShardloadDirectEnd(ShardloadSubmission *sub, DirectLoad *d);
 extern bool ShardloadDirectPending(int64 batch_id);
 extern void ShardloadDirectInterrupted(ShardloadBatch *batch);
 extern void ShardloadDirectFinish(void);

@@ -34,6 +34,7 @@
 #include "utils/varlena.h"
 
 #include "capture.h"
+#include "direct_load.h"
 #include "inbox.h"
 #include "pg_shardload.h"
 
@@ -45,6 +46,8 @@ typedef struct InboxState
 {
 	ShardloadSubmission *sub;
 	Capture    *cap;
+	DirectLoad *direct;			/* a COPY loaded at once, going direct */
+	bool		load_now;		/* a COPY whose batch is loaded when it ends */
 	char	   *key;			/* the key as given, "%n" and all */
 	int		   *inbox_column;	/* the inbox attribute of each target column */
 	char	  **values;
@@ -81,8 +84,9 @@ static void inbox_begin_copy(ModifyTableState *mtstate, ResultRelInfo *rinfo);
 static TupleTableSlot *inbox_insert(EState *estate, ResultRelInfo *rinfo,
 									TupleTableSlot *slot, TupleTableSlot *plan_slot);
 static void inbox_end(EState *estate, ResultRelInfo *rinfo);
-static void begin_batch(ResultRelInfo *rinfo);
-static void read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key);
+static void begin_batch(ResultRelInfo *rinfo, bool copy);
+static void read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key,
+							   bool *load_now);
 static char *statement_batch_key(Relation inbox, KeyCount *count);
 static KeyCount *key_count(const char *key);
 static int *match_inbox_columns(Relation inbox, ShardloadRouter *router);
@@ -113,7 +117,7 @@ shardload_inbox_handler(PG_FUNCTION_ARGS)
 /*
  * shardload_inbox_validator
  *	  Options of an inbox (target, batch_key, on_error, reject_limit, policy,
- *	  tenant, atomic);
+ *	  tenant, atomic, load);
  *	  the wrapper, its server and user mappings take none.
  */
 Datum
@@ -133,12 +137,12 @@ shardload_inbox_validator(PG_FUNCTION_ARGS)
 			!(strcmp(def->defname, "target") == 0 || strcmp(def->defname, "on_error") == 0 ||
 			  strcmp(def->defname, "reject_limit") == 0 || strcmp(def->defname, "policy") == 0 ||
 			  strcmp(def->defname, "tenant") == 0 || strcmp(def->defname, "batch_key") == 0 ||
-			  strcmp(def->defname, "atomic") == 0))
+			  strcmp(def->defname, "atomic") == 0 || strcmp(def->defname, "load") == 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("invalid option \"%s\"", def->defname),
 					 catalog == ForeignTableRelationId ?
-					 errhint("An inbox takes the options target, batch_key, on_error, reject_limit, policy, tenant and atomic.") :
+					 errhint("An inbox takes the options target, batch_key, on_error, reject_limit, policy, tenant, atomic and load.") :
 					 errhint("Only the inboxes (foreign tables) of pg_shardload's wrapper take options.")));
 		has_target |= strcmp(def->defname, "target") == 0;
 		if (strcmp(def->defname, "on_error") == 0 &&
@@ -149,6 +153,12 @@ shardload_inbox_validator(PG_FUNCTION_ARGS)
 					 errdetail("Valid values are \"stop\" and \"reject\".")));
 		if (strcmp(def->defname, "atomic") == 0)
 			(void) defGetBoolean(def);	/* errors on anything but a boolean */
+		if (strcmp(def->defname, "load") == 0 &&
+			strcmp(value, "now") != 0 && strcmp(value, "worker") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for load: \"%s\"", value),
+					 errdetail("Valid values are \"now\" and \"worker\".")));
 		if (strcmp(def->defname, "reject_limit") == 0)
 		{
 			int64		limit = pg_strtoint64(value);
@@ -210,38 +220,49 @@ inbox_begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_pr
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_batch(rinfo);
+	begin_batch(rinfo, false);
 }
 
 static void
 inbox_begin_copy(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	begin_batch(rinfo);
+	begin_batch(rinfo, true);
 }
 
 /*
  * begin_batch
  *	  Start the statement's batch: claim its key and start its capture, as
- *	  submit_csv() does, with the inbox's options.
+ *	  submit_csv() does, with the inbox's options (copy: for a COPY into
+ *	  the inbox, which may load it at once).
  */
 static void
-begin_batch(ResultRelInfo *rinfo)
+begin_batch(ResultRelInfo *rinfo, bool copy)
 {
 	Relation	inbox = rinfo->ri_RelationDesc;
 	ShardloadSubmitArgs *args = palloc0(sizeof(ShardloadSubmitArgs));
 	InboxState *state = palloc0(sizeof(InboxState));
 	char	   *inbox_key = NULL;
+	bool		load_now = false;
 
 	args->source_kind = "copy";
 	args->source = "";
 	args->format = "csv";
 	args->on_error = "stop";
-	read_inbox_options(inbox, args, &inbox_key);
+	read_inbox_options(inbox, args, &inbox_key, &load_now);
+	load_now = copy && (load_now || shardload_inbox_load == SHARDLOAD_INBOX_LOAD_NOW);
 	state->key = pstrdup(shardload_batch_key && shardload_batch_key[0] != '\0' ?
 						 shardload_batch_key : inbox_key ? inbox_key : "");
 	args->batch_key = statement_batch_key(inbox, key_count(state->key));
 
-	state->sub = ShardloadSubmitBegin(args);
+	/* a COPY loaded at once streams while it is captured, if it can */
+	state->load_now = load_now;
+	if (load_now && ShardloadInboxCopyLoadsNow() && ShardloadDirectAllowed(args))
+	{
+		state->sub = ShardloadSubmitBegin(args);
+		state->direct = ShardloadDirectBegin(state->sub, args->target);
+	}
+	else
+		state->sub = ShardloadSubmitBegin(args);
 	state->cap = ShardloadSubmissionCapture(state->sub);
 	state->inbox_column = match_inbox_columns(inbox, state->cap->router);
 	ShardloadCaptureExpectText(state->cap);
@@ -250,7 +271,7 @@ begin_batch(ResultRelInfo *rinfo)
 }
 
 static void
-read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key)
+read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key, bool *load_now)
 {
 	ListCell   *cell;
 
@@ -276,6 +297,8 @@ read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key)
 		}
 		else if (strcmp(def->defname, "batch_key") == 0)
 			*batch_key = value;
+		else if (strcmp(def->defname, "load") == 0)
+			*load_now = strcmp(value, "now") == 0;
 	}
 }
 
@@ -506,10 +529,13 @@ static void
 inbox_end(EState *estate, ResultRelInfo *rinfo)
 {
 	InboxState *state = rinfo->ri_FdwState;
+	int64		batch_id;
 
 	if (state == NULL)
 		return;
-	(void) ShardloadSubmitEnd(state->sub);
+	batch_id = ShardloadDirectEnd(state->sub, state->direct);
+	if (state->load_now)
+		ShardloadInboxCopyBatch(batch_id);
 	/* looked up again: a SET in the statement may have reset the counts */
 	count_statement(state->key);
 	rinfo->ri_FdwState = NULL;

@@ -12,8 +12,8 @@
 
 #include "miscadmin.h"
 
-#include "inbox.h"
 #include "direct_load.h"
+#include "inbox.h"
 #include "pg_shardload.h"
 #include "worker.h"
 
@@ -32,6 +32,12 @@ int			shardload_attempt_timeout = 3600 * 1000;
 
 void		_PG_init(void);
 
+static const struct config_enum_entry inbox_load_options[] = {
+	{"worker", SHARDLOAD_INBOX_LOAD_WORKER, false},
+	{"now", SHARDLOAD_INBOX_LOAD_NOW, false},
+	{NULL, 0, false}
+};
+
 void
 _PG_init(void)
 {
@@ -47,6 +53,13 @@ _PG_init(void)
 							 "Its rows then reach shardload.payload only if the load cannot finish at once.",
 							 &shardload_direct_load,
 							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("shardload.inbox_load",
+							 "Sets who loads the batch of a COPY into an inbox.",
+							 "\"now\": the COPY loads it before it returns, when it runs on its own; \"worker\": the background worker.",
+							 &shardload_inbox_load,
+							 SHARDLOAD_INBOX_LOAD_WORKER, inbox_load_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomStringVariable("shardload.database",
@@ -121,6 +134,7 @@ _PG_init(void)
 							   PGC_USERSET, 0,
 							   NULL, ShardloadBatchKeyAssign, NULL);
 	MarkGUCPrefixReserved("shardload");
+	ShardloadInboxLoadInit();
 
 	/* no workers while pg_upgrade runs the server */
 	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)

@@ -134,6 +134,50 @@ is($coord->safe_psql('postgres',
 		"SELECT count(*) || ' ' || count(DISTINCT sale_id) FROM sales WHERE sale_id > 100000"),
 	'400000 400000', 'every row of the cut COPY once');
 
+# ==== shardload.inbox_load = now: the COPY loads its batch before it returns ====
+my $now = "$dir/now.txt";
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 100000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 3000 ORDER BY sale_id) TO '$now'");
+# who ran the attempt: this session (t), not a runner of the worker
+my $by_me = "SELECT b.state || ' ' || b.rows_loaded || ' ' || bool_and(a.runner_pid = pg_backend_pid())"
+  . " FROM shardload.batches b JOIN shardload.attempt a USING (batch_id) WHERE b.batch_key = '%s'"
+  . " GROUP BY b.state, b.rows_loaded";
+($rc, $out, $err) = psql_run("SET shardload.inbox_load = now", "SET shardload.batch_key = 'now-1'",
+	"\\copy sales_inbox FROM '$now'", sprintf($by_me, 'now-1'));
+is($rc, 0, '\copy with inbox_load now succeeds') or diag($err);
+like($out, qr/^COPY 3000$/m, 'COPY reports the batch\'s rows');
+like($out, qr/^ succeeded 3000 true$/m, 'the batch is loaded when the COPY returns, by this session');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM sales WHERE sale_id BETWEEN -99999 AND -97000"), '3000',
+	'its rows are on the shards');
+
+# inside a transaction block: loaded at COMMIT, nothing at ROLLBACK
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 200000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 300 ORDER BY sale_id) TO '$now'");
+($rc, $out, $err) = psql_run("SET shardload.inbox_load = now", "SET shardload.batch_key = 'now-2'",
+	"BEGIN", "\\copy sales_inbox FROM '$now'", "SELECT 'before ' || state FROM shardload.batches WHERE batch_key = 'now-2'",
+	"COMMIT", sprintf($by_me, 'now-2'));
+is($rc, 0, 'BEGIN; \copy; COMMIT succeeds') or diag($err);
+like($out, qr/^ before pending$/m, 'the batch waits for the COMMIT');
+like($out, qr/^ succeeded 300 true$/m, 'the COMMIT loads it before it returns');
+($rc, $out, $err) = psql_run("SET shardload.inbox_load = now", "SET shardload.batch_key = 'now-3'",
+	"BEGIN", "\\copy sales_inbox FROM '$now'", "ROLLBACK",
+	"SELECT count(*) FROM shardload.batches WHERE batch_key = 'now-3'");
+like($out, qr/^ +0$/m, 'a ROLLBACK leaves no batch');
+
+# the inbox's own option does it for clients that cannot set a setting
+$coord->safe_psql('postgres', "ALTER FOREIGN TABLE sales_inbox OPTIONS (ADD load 'now')");
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 300000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now'");
+($rc, $out, $err) = psql_run("SET shardload.batch_key = 'now-4'", "\\copy sales_inbox FROM '$now'",
+	sprintf($by_me, 'now-4'));
+like($out, qr/^ succeeded 30 true$/m, 'an inbox with load \'now\' loads at once');
+$coord->safe_psql('postgres', "ALTER FOREIGN TABLE sales_inbox OPTIONS (DROP load)");
+($rc, $out, $err) = psql_run("ALTER FOREIGN TABLE sales_inbox OPTIONS (ADD load 'soon')");
+like($err, qr/invalid value for load: "soon"/, 'other values are refused');
+
 # ==== pgloader: one file, several COPY statements, "%n" keys, rejects ====
 SKIP:
 {
@@ -144,6 +188,8 @@ SKIP:
 	PostgreSQL::Test::Utils::append_to_file($pgl_csv, "700001,1,not a number,2026-11-30,bad\n700002,7,1.00,2026-11-30,no shard\n");
 	$coord->safe_psql('postgres',
 		"SELECT shardload.create_inbox('sales', 'sales_pgloader', on_error => 'reject', reject_limit => 10, batch_key => 'pgloader-%n')");
+	# pgloader COPYs in a transaction: each part is loaded at its COMMIT
+	$coord->safe_psql('postgres', "ALTER FOREIGN TABLE sales_pgloader OPTIONS (ADD load 'now')");
 	my $user = getpwuid($<);
 	my $load = "$dir/sales.load";
 	PostgreSQL::Test::Utils::append_to_file($load, qq{LOAD CSV FROM '$pgl_csv'
@@ -164,9 +210,9 @@ SKIP:
 	is($coord->safe_psql('postgres',
 			"SELECT sum(rows_total) || ' ' || sum(rows_rejected) FROM shardload.batches WHERE batch_key LIKE 'pgloader-%'"),
 		'5002 2', 'the second run added nothing; two rows were rejected');
-	ok($coord->poll_query_until('postgres',
+	is($coord->safe_psql('postgres',
 			"SELECT bool_and(state = 'succeeded') FROM shardload.batches WHERE batch_key LIKE 'pgloader-%'"),
-		'the worker loaded every part');
+		't', 'every part was loaded by the time pgloader returned');
 	is($coord->safe_psql('postgres',
 			"SELECT count(*) || ' ' || count(DISTINCT sale_id) FROM sales WHERE sale_id > 600000"),
 		'5000 5000', 'every good row once');

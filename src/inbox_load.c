@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ * inbox_load.c
+ *	  The COPY path, loaded in the same command: with shardload.inbox_load
+ *	  = 'now' or the inbox's option load 'now', a COPY into an inbox that
+ *	  runs on its own (not inside a transaction block or a function)
+ *	  commits its batch and runs it as CALL shardload.load does, before the
+ *	  client gets its "COPY n".
+ *
+ *	  A utility hook wraps the COPY: it can commit, as a procedure's COMMIT
+ *	  does, because the COPY is the whole of its transaction.  Inside a
+ *	  transaction block (pgloader, a driver without autocommit) the batch is
+ *	  loaded at the client's COMMIT instead, which the hook carries out
+ *	  itself first; inside a function it is left to the background worker,
+ *	  with a NOTICE.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "storage/lock.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/memutils.h"
+
+#include "direct_load.h"
+#include "metadata.h"
+#include "inbox.h"
+#include "pg_shardload.h"
+
+int			shardload_inbox_load = SHARDLOAD_INBOX_LOAD_WORKER;
+
+/* While a COPY that may load at once runs: its inbox batch, once known. */
+static bool copy_may_load = false;
+static bool copy_loads_now = false;
+static int64 copy_batch = 0;
+
+/* Batches of COPYs in the open transaction block, to load at its COMMIT. */
+static List *at_commit = NIL;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+							   ProcessUtilityContext context, ParamListInfo params,
+							   QueryEnvironment *queryEnv, DestReceiver *dest,
+							   QueryCompletion *qc);
+static void commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+							ProcessUtilityContext context, ParamListInfo params,
+							QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc);
+static void commit_and_run(List *batches, bool block_end);
+static bool batch_exists(int64 batch_id);
+static void forget_at_end(XactEvent event, void *arg);
+static void run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+						ProcessUtilityContext context, ParamListInfo params,
+						QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc);
+
+/*
+ * ShardloadInboxLoadInit
+ *	  Install the hook (at library load).
+ */
+void
+ShardloadInboxLoadInit(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = inbox_load_utility;
+	RegisterXactCallback(forget_at_end, NULL);
+}
+
+/*
+ * ShardloadInboxCopyLoadsNow
+ *	  Whether a COPY into an inbox that is to load its batch at once can
+ *	  (it runs on its own): then its capture may go direct.
+ */
+bool
+ShardloadInboxCopyLoadsNow(void)
+{
+	return copy_may_load && copy_loads_now;
+}
+
+/*
+ * ShardloadInboxCopyBatch
+ *	  The batch of a COPY into an inbox that is to load it at once is
+ *	  captured: it is loaded when the COPY is over (or, if the COPY cannot
+ *	  commit, left to the worker with a NOTICE).
+ */
+void
+ShardloadInboxCopyBatch(int64 batch_id)
+{
+	if (copy_may_load)
+		copy_batch = batch_id;
+}
+
+static void
+inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		top = context == PROCESS_UTILITY_TOPLEVEL;
+	int64		batch_id;
+
+	if (IsA(stmt, TransactionStmt) && at_commit != NIL && top)
+	{
+		commit_and_load(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+	if (!IsA(stmt, CopyStmt) || !((CopyStmt *) stmt)->is_from ||
+		((CopyStmt *) stmt)->relation == NULL || copy_may_load)
+	{
+		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+
+	/* as for CALL: only a statement of its own may commit */
+	copy_loads_now = (top || context == PROCESS_UTILITY_QUERY_NONATOMIC) && !IsTransactionBlock();
+	copy_may_load = true;
+	copy_batch = 0;
+	PG_TRY();
+	{
+		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		copy_may_load = false;
+	}
+	PG_END_TRY();
+
+	batch_id = copy_batch;
+	copy_batch = 0;
+	if (batch_id == 0)
+		return;					/* not into an inbox that loads at once */
+	if (copy_loads_now)
+		commit_and_run(list_make1(&batch_id), false);
+	else if (top && IsTransactionBlock())
+	{
+		/* loaded when the client's COMMIT has committed it */
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = batch_id;
+		at_commit = lappend(at_commit, id);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		ereport(NOTICE,
+				(errmsg("batch %lld is left to the background worker", (long long) batch_id),
+				 errdetail("The COPY is to load it at once, but runs inside a function."),
+				 errhint("Run the COPY on its own to load its batch at once, or CALL shardload.run(%lld) after COMMIT.",
+						 (long long) batch_id)));
+}
+
+/*
+ * commit_and_load
+ *	  The client's COMMIT (or END) of a transaction block whose COPYs are to
+ *	  load their batches at once: commit it here, then load them, each as
+ *	  CALL shardload.run would, before the client gets its "COMMIT".  A
+ *	  ROLLBACK (or a failed transaction) loads nothing; AND CHAIN leaves
+ *	  them to the worker.
+ */
+static void
+commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				ProcessUtilityContext context, ParamListInfo params,
+				QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	TransactionStmt *stmt = (TransactionStmt *) pstmt->utilityStmt;
+	List	   *batches = at_commit;
+
+	if ((stmt->kind != TRANS_STMT_COMMIT) || stmt->chain)
+	{
+		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+	run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	/* a COMMIT that rolls back says so in qc; one that commits, not yet */
+	if (qc == NULL || qc->commandTag == CMDTAG_ROLLBACK)
+		return;
+	at_commit = NIL;			/* the commit below would forget them */
+	commit_and_run(batches, true);
+	list_free_deep(batches);
+}
+
+/*
+ * commit_and_run
+ *	  Commit the transaction that holds the batches (a COMMIT statement's:
+ *	  block_end), then load each that exists (a ROLLBACK TO SAVEPOINT may
+ *	  have taken one back), in a non-atomic SPI connection.  Their locks
+ *	  are held from before the commit, so that the worker, which the commit
+ *	  wakes, leaves them to us; they go in every case.
+ */
+static void
+commit_and_run(List *batches, bool block_end)
+{
+	ListCell   *lc;
+
+	foreach(lc, batches)
+	{
+		LOCKTAG		tag;
+
+		ShardloadBatchLockTag(&tag, *(int64 *) lfirst(lc));
+		(void) LockAcquire(&tag, ExclusiveLock, true, false);
+	}
+	PG_TRY();
+	{
+		if (block_end)
+		{
+			CommitTransactionCommand();
+			StartTransactionCommand();
+		}
+		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (!block_end)
+			SPI_commit();
+		foreach(lc, batches)
+		{
+			int64		batch_id = *(int64 *) lfirst(lc);
+
+			if (ShardloadDirectPending(batch_id))
+				ShardloadDirectFinish();
+			else if (batch_exists(batch_id))
+				(void) ShardloadRunBatch(batch_id, true, false);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		foreach(lc, batches)
+		{
+			LOCKTAG		tag;
+
+			ShardloadBatchLockTag(&tag, *(int64 *) lfirst(lc));
+			LockRelease(&tag, ExclusiveLock, true);
+		}
+	}
+	PG_END_TRY();
+}
+
+static bool
+batch_exists(int64 batch_id)
+{
+	ShardloadCatalogSession session;
+	ShardloadArgs args = {0};
+	bool		found;
+
+	ShardloadArgInt8(&args, batch_id);
+	ShardloadCatalogBegin(&session);
+	found = ShardloadSpiRun("SELECT 1 FROM shardload.batch WHERE batch_id = $1", &args) > 0;
+	ShardloadCatalogEnd(&session);
+	return found;
+}
+
+/*
+ * forget_at_end
+ *	  Batches to load at a COMMIT go to the worker if their transaction
+ *	  ends any other way.
+ */
+static void
+forget_at_end(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+	{
+		list_free_deep(at_commit);
+		at_commit = NIL;
+	}
+}
+
+static void
+run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			ProcessUtilityContext context, ParamListInfo params,
+			QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
