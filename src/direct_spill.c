@@ -32,6 +32,7 @@ typedef struct SpillSlice
 	SpillChunk *chunks;
 	int			n;
 	int			max;
+	bytea	   *latest;			/* its last chunk, until a shard takes it */
 } SpillSlice;
 
 struct DirectSpill
@@ -87,6 +88,12 @@ ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo 
 	BufFileWrite(spill->file, data->data, data->len);
 	BufFileWrite(spill->file, lines->data, lines->len);
 	BufFileTell(spill->file, &spill->end_fileno, &spill->end_offset);
+	/* a shard that keeps up takes it from memory, not from the file */
+	if (slice->latest)
+		pfree(slice->latest);
+	slice->latest = palloc(VARHDRSZ + data->len);
+	SET_VARSIZE(slice->latest, VARHDRSZ + data->len);
+	memcpy(VARDATA(slice->latest), data->data, data->len);
 	return slice->n++;
 }
 
@@ -126,11 +133,21 @@ read_chunk(DirectSpill *spill, int slice_no, int chunk_no, bytea **lines)
 
 /*
  * ShardloadSpillChunk
- *	  Chunk chunk_no of a slice, palloc'd, or NULL if it is not kept (yet).
+ *	  Chunk chunk_no of a slice, palloc'd (the caller's to free), or NULL
+ *	  if it is not kept (yet).
  */
 bytea *
 ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no)
 {
+	SpillSlice *slice = &spill->slices[slice_no];
+
+	if (chunk_no == slice->n - 1 && slice->latest != NULL)
+	{
+		bytea	   *chunk = slice->latest;
+
+		slice->latest = NULL;
+		return chunk;
+	}
 	return read_chunk(spill, slice_no, chunk_no, NULL);
 }
 
