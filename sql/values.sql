@@ -24,6 +24,7 @@ CREATE TABLE vals_1 (id int, region int, d date, t time, ttz timetz, ts timestam
 	bo bool, dates date[], ivs interval[], js json, jb jsonb, r tstzrange, e mood,
 	rd recent_date, st stamp, sts stamp[]);
 CREATE TABLE keyed_1 (at timestamptz, note text);
+CREATE TABLE edges_1 (id bigint, region int, i2 int2, i4 int, i8 bigint, d date, n numeric, note text);
 \c :coord
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TYPE stamp AS (at timestamptz, label text);
@@ -160,6 +161,68 @@ SET datestyle = ISO;
 SET timezone = UTC;
 SET intervalstyle = postgres;
 SELECT tableoid::regclass AS partition, d, ts, tstz, iv, dates, r FROM vals ORDER BY id;
+RESET ALL;
+
+-- ==== integers and dates are written by pg_shardload itself: at their edges ====
+CREATE TABLE edges (id bigint, region int, i2 int2, i4 int, i8 bigint, d date, n numeric,
+	note text) PARTITION BY LIST (region);
+CREATE FOREIGN TABLE edges_1 PARTITION OF edges FOR VALUES IN (1) SERVER val_a;
+CREATE TABLE edges_ref (LIKE edges);
+CREATE VIEW edge_rows AS
+SELECT g AS id, 1 AS region, (ARRAY[-32768, 32767, 0, NULL, -1])[g % 5 + 1]::int2 AS i2,
+	   (ARRAY[-2147483648, 2147483647, 0, -7, NULL])[g % 5 + 1]::int AS i4,
+	   (ARRAY[-9223372036854775808, 9223372036854775807, 0, 10, NULL])[g % 5 + 1]::int8 AS i8,
+	   (ARRAY['0001-01-01', '9999-12-31', '2024-02-29', '0044-03-15 BC', 'infinity',
+			  '-infinity', '10000-01-01', '1999-12-31', '4713-01-01 BC', '1970-01-01'])[g % 10 + 1]::date AS d,
+	   (ARRAY[0, -1.5, 'NaN', 1e30, NULL])[g % 5 + 1]::numeric AS n,
+	   (ARRAY[E'a\tb', '', NULL, E'c\\d\ne', 'ü'])[g % 5 + 1] AS note
+FROM generate_series(1, 20) g;
+CREATE FUNCTION edges_differ() RETURNS bigint LANGUAGE sql AS $$
+	SELECT count(*) FROM (
+		(SELECT e::text FROM edges e EXCEPT ALL SELECT r::text FROM edges_ref r)
+		UNION ALL
+		(SELECT r::text FROM edges_ref r EXCEPT ALL SELECT e::text FROM edges e)) d
+$$;
+SET datestyle = 'SQL, DMY';
+INSERT INTO edges_ref SELECT * FROM edge_rows;
+SELECT shardload.submit('edges', 'edges-query', 'SELECT * FROM edge_rows') AS b \gset
+CALL shardload.run(:b);
+SELECT batch_state('edges-query'), edges_differ() AS differing_rows;
+-- dates as COPY text: YYYY-MM-DD whatever the DateStyle, the rest as the DateStyle reads
+TRUNCATE edges, edges_ref;
+COPY edges_ref (id, region, d) FROM STDIN (FORMAT csv);
+1,1,2024-02-29
+2,1,0001-01-01
+3,1,9999-12-31
+4,1,03/02/2024
+5,1,2024-3-2
+6,1,20240302
+7,1,0044-03-15 BC
+8,1,infinity
+9,1, 2024-03-02
+\.
+SELECT shardload.submit_csv('edges', 'edges-csv', $$1,1,,,,2024-02-29,,
+2,1,,,,0001-01-01,,
+3,1,,,,9999-12-31,,
+4,1,,,,03/02/2024,,
+5,1,,,,2024-3-2,,
+6,1,,,,20240302,,
+7,1,,,,0044-03-15 BC,,
+8,1,,,,infinity,,
+9,1,,,,  2024-03-02,,
+$$) AS b \gset
+CALL shardload.run(:b);
+SELECT batch_state('edges-csv'), edges_differ() AS differing_rows;
+SET datestyle = ISO;
+SELECT id, d FROM edges ORDER BY id;
+-- dates that look ISO but are not dates: rejected with date_in's own message
+SELECT shardload.submit_csv('edges', 'edges-bad', $$10,1,,,,2023-02-29,,
+11,1,,,,0000-01-01,,
+12,1,,,,2024-13-01,,
+13,1,,,,2024-04-31,,
+14,1,,,,2024-04-30,,
+$$, on_error => 'reject', reject_limit => 4) AS b \gset
+SELECT line, sqlstate, message FROM shardload.rejects WHERE batch_id = :b ORDER BY line;
 RESET ALL;
 
 -- ==== a timestamp column into a timestamptz partition key ====

@@ -52,6 +52,7 @@ ShardloadAssignerCreate(Relation rel, int ncolumns, AttrNumber *columns,
 	a->typmod = palloc0(sizeof(int32) * ncolumns);
 	a->source_column = palloc0(sizeof(int) * ncolumns);
 	a->econtext = CreateStandaloneExprContext();
+	a->identity = true;
 
 	for (int i = 0; i < ncolumns; i++, src++)
 	{
@@ -69,6 +70,7 @@ ShardloadAssignerCreate(Relation rel, int ncolumns, AttrNumber *columns,
 		if (satt->atttypid == att->atttypid &&
 			(att->atttypmod < 0 || satt->atttypmod == att->atttypmod))
 			continue;			/* stored as it is */
+		a->identity = false;
 		/* a domain's CHECK or a user-defined cast may run SQL */
 		if (get_typtype(att->atttypid) == TYPTYPE_DOMAIN ||
 			att->atttypid >= FirstNormalObjectId || satt->atttypid >= FirstNormalObjectId)

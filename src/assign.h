@@ -25,6 +25,7 @@ typedef struct ShardloadAssigner
 	int32	   *typmod;
 	ExprContext *econtext;
 	bool		may_run_sql;	/* some conversion may run user code */
+	bool		identity;		/* every column is stored as it is */
 } ShardloadAssigner;
 
 extern ShardloadAssigner *ShardloadAssignerCreate(Relation rel, int ncolumns,

@@ -110,17 +110,21 @@ ShardloadAppendCopyText(StringInfo buf, const char *value)
 
 /*
  * append_line
- *	  The row's COPY text line into cap->line, hashed.
+ *	  The row's COPY text line into cap->line, hashed.  plain: the columns
+ *	  whose values need no escaping (NULL: none known).
  */
 static void
-append_line(Capture *cap, char **values)
+append_line(Capture *cap, char **values, const bool *plain)
 {
 	resetStringInfo(&cap->line);
 	for (int i = 0; i < cap->router->ncolumns; i++)
 	{
 		if (i > 0)
 			appendStringInfoChar(&cap->line, '\t');
-		ShardloadAppendCopyText(&cap->line, values[i]);
+		if (plain && plain[i] && values[i] != NULL)
+			appendBinaryStringInfo(&cap->line, values[i], strlen(values[i]));
+		else
+			ShardloadAppendCopyText(&cap->line, values[i]);
 	}
 	appendStringInfoChar(&cap->line, '\n');
 	if (pg_cryptohash_update(cap->hash, (uint8 *) cap->line.data, cap->line.len) < 0)
@@ -168,7 +172,7 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 			}
 		}
 	}
-	append_line(cap, values);
+	append_line(cap, values, cap->plain);
 	if (!key_known && !key_isnull)
 		key = ShardloadRouterParseKey(router, values[router->key_column]);
 	slice_no = ShardloadRoute(router, key, key_isnull) + 1;
@@ -219,7 +223,7 @@ void
 ShardloadCaptureRejectRow(Capture *cap, int64 line_no, char **values, const char *sqlstate,
 				 const char *message)
 {
-	append_line(cap, values);
+	append_line(cap, values, NULL);
 	record_reject(cap, line_no, sqlstate, message);
 }
 

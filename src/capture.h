@@ -14,6 +14,7 @@
 #include "pg_shardload.h"
 #include "reject.h"
 #include "routing.h"
+#include "column_text.h"
 #include "value_forms.h"
 
 /* Rows bound for one slice, buffered until a chunk is full. */
@@ -45,6 +46,7 @@ typedef struct Capture
 	RowChecker *checker;		/* made by the source, which knows its types */
 	ShardloadRecoder *recoder;	/* text input: columns to parse and rewrite */
 	const char *raw_line;		/* the input line as given, if known */
+	bool	   *plain;			/* columns whose text never needs escaping */
 	int64		rejected;
 
 	/*

@@ -25,6 +25,7 @@
 
 #include "assign.h"
 #include "capture.h"
+#include "column_text.h"
 #include "pg_shardload.h"
 #include "value_forms.h"
 
@@ -34,8 +35,9 @@ typedef struct CaptureReceiver
 	DestReceiver pub;
 	Capture    *cap;
 	ShardloadAssigner *assigner;
-	FmgrInfo   *out_funcs;		/* of the target's column types */
-	Oid		   *types;
+	ShardloadColumnText *columns;	/* writes the target's column types */
+	Datum	   *assigned;		/* a row's values as the target's types */
+	bool	   *isnull;
 	char	  **values;
 } CaptureReceiver;
 
@@ -47,6 +49,8 @@ static void receiver_startup(DestReceiver *self, int operation, TupleDesc typein
 static bool receiver_receive(TupleTableSlot *slot, DestReceiver *self);
 static bool assign_row(CaptureReceiver *receiver, TupleTableSlot *slot, Datum *key,
 					   bool *key_isnull, char *sqlstate, char **message);
+static bool convert_row(CaptureReceiver *receiver, TupleTableSlot *slot, char *sqlstate,
+						char **message);
 static void receiver_shutdown(DestReceiver *self);
 static void receiver_destroy(DestReceiver *self);
 static int	copy_from_string(void *outbuf, int minread, int maxread);
@@ -140,17 +144,16 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	receiver->assigner = ShardloadAssignerCreate(router->rel, router->ncolumns,
 												 router->columns, router->column_names,
 												 typeinfo);
-	receiver->out_funcs = palloc(sizeof(FmgrInfo) * router->ncolumns);
-	receiver->types = palloc(sizeof(Oid) * router->ncolumns);
+	receiver->columns = palloc(sizeof(ShardloadColumnText) * router->ncolumns);
+	receiver->cap->plain = palloc(sizeof(bool) * router->ncolumns);
 	for (int i = 0; i < router->ncolumns; i++)
 	{
-		Oid			func;
-		bool		isvarlena;
-
-		receiver->types[i] = TupleDescAttr(target, router->columns[i] - 1)->atttypid;
-		getTypeOutputInfo(receiver->types[i], &func, &isvarlena);
-		fmgr_info(func, &receiver->out_funcs[i]);
+		ShardloadColumnTextInit(&receiver->columns[i],
+								TupleDescAttr(target, router->columns[i] - 1)->atttypid);
+		receiver->cap->plain[i] = receiver->columns[i].plain;
 	}
+	receiver->assigned = palloc(sizeof(Datum) * router->ncolumns);
+	receiver->isnull = palloc(sizeof(bool) * router->ncolumns);
 	if (receiver->cap->reject_mode)
 	{
 		/* values arrive as the columns' types: only NULLs are left to check */
@@ -193,7 +196,8 @@ receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	}
 	else
 		ShardloadCaptureAddRow(cap, line_no, receiver->values, key, key_isnull, true);
-	ShardloadAssignerReset(receiver->assigner);
+	if (!receiver->assigner->identity)
+		ShardloadAssignerReset(receiver->assigner);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(cap->row_context);
 	return true;
@@ -212,9 +216,49 @@ assign_row(CaptureReceiver *receiver, TupleTableSlot *slot, Datum *key, bool *ke
 {
 	ShardloadAssigner *assigner = receiver->assigner;
 	Capture    *cap = receiver->cap;
+	Datum	   *assigned = receiver->assigned;
+	bool	   *isnull = receiver->isnull;
+
+	if (!assigner->identity)
+	{
+		if (!convert_row(receiver, slot, sqlstate, message))
+			return false;
+	}
+	else
+	{
+		/* nothing to convert, nothing that can fail */
+		for (int i = 0; i < assigner->ncolumns; i++)
+		{
+			int			src = assigner->source_column[i];
+
+			isnull[i] = slot->tts_isnull[src];
+			assigned[i] = slot->tts_values[src];
+		}
+	}
+
+	ShardloadFixedFormsBegin();
+	for (int i = 0; i < assigner->ncolumns; i++)
+		receiver->values[i] = isnull[i] ? NULL :
+			ShardloadColumnTextValue(&receiver->columns[i], assigned[i]);
+	ShardloadFixedFormsEnd();
+	*key = assigned[cap->router->key_column];
+	*key_isnull = isnull[cap->router->key_column];
+	return true;
+}
+
+/*
+ * convert_row
+ *	  The slot's values as the target's types, into receiver->assigned; in
+ *	  reject mode false, with the reason, for a value the target refuses.
+ */
+static bool
+convert_row(CaptureReceiver *receiver, TupleTableSlot *slot, char *sqlstate, char **message)
+{
+	ShardloadAssigner *assigner = receiver->assigner;
+	Capture    *cap = receiver->cap;
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum	   *assigned = palloc(sizeof(Datum) * assigner->ncolumns);
-	bool	   *isnull = palloc(sizeof(bool) * assigner->ncolumns);
+	Datum	   *assigned = receiver->assigned;
+	bool	   *isnull = receiver->isnull;
 	volatile int col = 0;
 
 	PG_TRY();
@@ -251,14 +295,6 @@ assign_row(CaptureReceiver *receiver, TupleTableSlot *slot, Datum *key, bool *ke
 		return false;
 	}
 	PG_END_TRY();
-
-	ShardloadFixedFormsBegin();
-	for (int i = 0; i < assigner->ncolumns; i++)
-		receiver->values[i] = isnull[i] ? NULL :
-			ShardloadOutputFixed(&receiver->out_funcs[i], receiver->types[i], assigned[i]);
-	ShardloadFixedFormsEnd();
-	*key = assigned[cap->router->key_column];
-	*key_isnull = isnull[cap->router->key_column];
 	return true;
 }
 

@@ -11,22 +11,6 @@
 #include "fmgr.h"
 #include "utils/relcache.h"
 
-/*
- * The text forms of one row's values for a target: the columns whose text
- * means something else under other settings are parsed in the submitting
- * session and written again in the fixed forms.
- */
-typedef struct ShardloadRecoder
-{
-	int			ncolumns;
-	bool	   *recode;			/* parse and write again */
-	FmgrInfo   *input;
-	FmgrInfo   *output;
-	Oid		   *ioparam;
-	Oid		   *type;
-	int32	   *typmod;
-	bool		any;
-} ShardloadRecoder;
 
 /* fixed output settings, swapped in around output function calls */
 extern void ShardloadFixedFormsBegin(void);
@@ -40,8 +24,5 @@ extern void ShardloadSetReadSettings(const char *lc_monetary);
 extern bool ShardloadTypeTextVaries(Oid type);
 extern bool ShardloadTypeHasMoney(Oid type);
 extern bool ShardloadTypeHasOid(Oid type);
-extern ShardloadRecoder *ShardloadRecoderCreate(Relation rel, int ncolumns,
-												AttrNumber *columns);
-extern Datum ShardloadRecodeValue(ShardloadRecoder *recoder, int col, char **value);
 
 #endif							/* SHARDLOAD_VALUE_FORMS_H */
