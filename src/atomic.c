@@ -102,9 +102,9 @@ ShardloadAtomicDecide(int64 batch_id, int attempt)
  *	  ROLLBACK PREPARED all others (also those of an attempt whose row is
  *	  gone: a PREPARE that landed after its attempt was settled).  The
  *	  caller holds the batch's lock, so no attempt of it is deciding.  Once
- *	  every server has answered, the batch's atomic_attempt rows go, but an
- *	  undecided one whose settle_after is still ahead stays (a PREPARE of
- *	  it may still be on its way), and a batch whose direct load was
+ *	  every server has answered, the batch's atomic_attempt rows go, but one
+ *	  whose settle_after is still ahead stays (a PREPARE of it may still be
+ *	  on its way), and a batch whose direct load was
  *	  interrupted before its rows were stored (direct_load.c) goes too.
  *	  Returns NULL, or what kept a server from being resolved.
  */
@@ -153,7 +153,7 @@ ShardloadAtomicResolve(int64 batch_id, Oid owner)
 		return failed;
 	ShardloadCatalogBegin(&session);
 	ShardloadSpiExec("DELETE FROM shardload.atomic_attempt WHERE batch_id = $1"
-					 " AND (decided_at IS NOT NULL OR settle_after IS NULL OR settle_after < now())",
+					 " AND (settle_after IS NULL OR settle_after < now())",
 					 1, argtypes, values, NULL);
 	/* a direct load interrupted before its rows were stored: as if never submitted */
 	if (ShardloadSpiExec("DELETE FROM shardload.batch WHERE batch_id = $1 AND NOT payload_stored"
@@ -257,7 +257,7 @@ ShardloadAtomicRecoverAll(bool only_own)
 		ErrorData  *edata;
 
 		ShardloadBatchLockTag(&tag, batches[i]);
-		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		if (!ShardloadBatchLockFree(&tag))
 			continue;			/* an attempt is running: it decides */
 		PG_TRY();
 		{

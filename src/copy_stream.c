@@ -239,11 +239,16 @@ ShardloadStreamTurn(StreamBatch *batch, StreamShard **shards, int nshards, bool 
 		if (sh->state == STREAM_DONE)
 			continue;
 		active = true;
-		if (step(batch, sh) || sh->awaiting_feed)
+		if (step(batch, sh))
 		{
 			progress = true;
 			if (sh->state != STREAM_CONNECTING)
 				sh->deadline = TimestampTzPlusMilliseconds(now, shardload_progress_timeout);
+		}
+		else if (sh->awaiting_feed)
+		{
+			/* it waits for us, not we for it: no progress, and no stall */
+			sh->deadline = TimestampTzPlusMilliseconds(now, shardload_progress_timeout);
 		}
 		else if (now >= sh->deadline)
 			fail_timeout(sh);

@@ -110,6 +110,7 @@ static void mark_direct(DirectLoad *d);
 static void record_finish(DirectLoad *d);
 static void end_prepared(DirectLoad *d);
 static void release(DirectLoad *d);
+static void unhook_capture(DirectLoad *d);
 static void params_step(void *arg);
 static bytea *feed_chunk(void *arg, int slice_no, int chunk_no);
 static void at_xact_end(XactEvent event, void *arg);
@@ -125,7 +126,8 @@ ShardloadDirectSubmit(ShardloadSubmitArgs *args)
 	ShardloadSubmission *sub;
 	DirectLoad *d;
 
-	if (!ShardloadDirectAllowed(args))
+	/* in a transaction block, load's COMMIT would fail after the streaming */
+	if (IsTransactionBlock() || !ShardloadDirectAllowed(args))
 		return ShardloadSubmit(args);
 	sub = ShardloadSubmitBegin(args);
 	d = ShardloadDirectBegin(sub, args->target);
@@ -166,19 +168,22 @@ int64
 ShardloadDirectEnd(ShardloadSubmission *sub, DirectLoad *d)
 {
 	int64		batch_id = ShardloadSubmitEnd(sub);
+	bool		ready;
 
 	if (d == NULL)
 		return batch_id;
-	if (!d->given_up && ready_to_commit(d))
+	ready = !d->given_up && ready_to_commit(d);
+	if (!ready)
+		give_up(d);
+	/* the capture lives in the caller's memory, which goes before the finish */
+	unhook_capture(d);
+	if (ready)
 	{
 		mark_direct(d);
 		d->capturing = false;
 	}
 	else
-	{
-		give_up(d);
 		release(d);
-	}
 	return batch_id;
 }
 
@@ -191,6 +196,8 @@ ShardloadDirectEnd(ShardloadSubmission *sub, DirectLoad *d)
 bool
 ShardloadDirectAllowed(ShardloadSubmitArgs *args)
 {
+	if (pending != NULL && pending->capturing)
+		return false;			/* a submit in another's source query */
 	if (pending != NULL)
 		release(pending);		/* a capture whose finish never came */
 	return shardload_direct_load && strcmp(args->on_error, "stop") == 0 &&
@@ -417,8 +424,7 @@ give_up(DirectLoad *d)
 	if (d->given_up)
 		return;
 	d->given_up = true;
-	d->cap->sink = NULL;
-	d->cap->tick = NULL;
+	unhook_capture(d);
 	if (d->streaming)
 	{
 		d->streaming = false;
@@ -584,6 +590,7 @@ record_finish(DirectLoad *d)
 	RunState	rs;
 	bool		all = true;
 	bool		any = false;
+	bool		unanswered = false;
 	ShardloadArgs args = {0};
 
 	memset(&rs, 0, sizeof(rs));
@@ -609,6 +616,7 @@ record_finish(DirectLoad *d)
 		slice->failure = ss->failure;
 		all &= ss->prepared;
 		any |= ss->prepared;
+		unanswered |= ss->prepare_unknown;
 	}
 
 	ShardloadArgInt8(&args, d->batch_id);
@@ -623,6 +631,9 @@ record_finish(DirectLoad *d)
 						&args);
 	}
 	ShardloadCatalogEnd(&session);
+	/* a PREPARE whose answer never came may still land: look again later */
+	if (unanswered)
+		ShardloadAtomicUnsettled(d->batch_id, 0);
 	if (all || (any && !d->atomic))
 	{
 		ShardloadAtomicDecide(d->batch_id, 0);
@@ -669,11 +680,7 @@ release(DirectLoad *d)
 		d->streaming = false;
 		ShardloadStreamEnd(d->shards, d->nshards);
 	}
-	if (d->cap)
-	{
-		d->cap->sink = NULL;
-		d->cap->tick = NULL;
-	}
+	unhook_capture(d);
 	if (d->spill)
 		ShardloadSpillClose(d->spill);
 	if (d->locked)
@@ -681,6 +688,20 @@ release(DirectLoad *d)
 	if (d->cxt)
 		MemoryContextDelete(d->cxt);
 	pfree(d);
+}
+
+/*
+ * unhook_capture
+ *	  The capture no longer feeds the direct load, which forgets it.
+ */
+static void
+unhook_capture(DirectLoad *d)
+{
+	if (d->cap == NULL)
+		return;
+	d->cap->sink = NULL;
+	d->cap->tick = NULL;
+	d->cap = NULL;
 }
 
 static bytea *
@@ -694,16 +715,31 @@ feed_chunk(void *arg, int slice_no, int chunk_no)
 /*
  * at_xact_end
  *	  A pending direct load lives through the commit of its capture and
- *	  until its finish; an abort (also one during the capture), or a second
- *	  commit without the finish, abandons it.
+ *	  until its finish; an abort (also one during the capture), a PREPARE
+ *	  TRANSACTION, or a second commit without the finish abandons it.
+ *	  Before the commit, not after: releasing talks to the shards, and an
+ *	  error once committed would be a PANIC.
  */
 static void
 at_xact_end(XactEvent event, void *arg)
 {
 	if (pending == NULL)
 		return;
-	if (event == XACT_EVENT_COMMIT && !pending->capturing && pending->commits++ == 0)
-		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-		release(pending);
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (!pending->capturing && pending->commits++ == 0)
+				return;
+			release(pending);
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			release(pending);
+			break;
+		case XACT_EVENT_ABORT:
+			pending->cap = NULL;	/* a capture in progress dies with the transaction */
+			release(pending);
+			break;
+		default:
+			break;
+	}
 }

@@ -35,14 +35,23 @@ typedef struct SpillSlice
 	bytea	   *latest;			/* its last chunk, until a shard takes it */
 } SpillSlice;
 
+/*
+ * At most this many slices keep their last chunk in memory (a chunk is up
+ * to SHARDLOAD_CHUNK_BYTES): a target of many partitions stays bounded.
+ */
+#define SPILL_LATEST_MAX	8
+
 struct DirectSpill
 {
 	BufFile    *file;
 	int			nslices;
 	SpillSlice *slices;
+	int			nlatest;		/* slices with a latest chunk */
 	int			end_fileno;		/* where the next chunk goes */
 	off_t		end_offset;
 };
+
+static void read_exactly(DirectSpill *spill, char *into, int len);
 
 /*
  * ShardloadSpillCreate
@@ -90,10 +99,18 @@ ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo 
 	BufFileTell(spill->file, &spill->end_fileno, &spill->end_offset);
 	/* a shard that keeps up takes it from memory, not from the file */
 	if (slice->latest)
+	{
 		pfree(slice->latest);
-	slice->latest = palloc(VARHDRSZ + data->len);
-	SET_VARSIZE(slice->latest, VARHDRSZ + data->len);
-	memcpy(VARDATA(slice->latest), data->data, data->len);
+		slice->latest = NULL;
+		spill->nlatest--;
+	}
+	if (spill->nlatest < SPILL_LATEST_MAX)
+	{
+		slice->latest = palloc(VARHDRSZ + data->len);
+		SET_VARSIZE(slice->latest, VARHDRSZ + data->len);
+		memcpy(VARDATA(slice->latest), data->data, data->len);
+		spill->nlatest++;
+	}
 	return slice->n++;
 }
 
@@ -114,21 +131,34 @@ read_chunk(DirectSpill *spill, int slice_no, int chunk_no, bytea **lines)
 	chunk = &slice->chunks[chunk_no];
 	data = palloc(VARHDRSZ + chunk->len);
 	SET_VARSIZE(data, VARHDRSZ + chunk->len);
-	if (BufFileSeek(spill->file, chunk->fileno, chunk->offset, SEEK_SET) != 0 ||
-		BufFileRead(spill->file, VARDATA(data), chunk->len) != (size_t) chunk->len)
+	if (BufFileSeek(spill->file, chunk->fileno, chunk->offset, SEEK_SET) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not read temporary file: %m")));
+				 errmsg("could not seek in temporary file: %m")));
+	read_exactly(spill, VARDATA(data), chunk->len);
 	if (lines)
 	{
 		*lines = palloc(VARHDRSZ + chunk->lines_len);
 		SET_VARSIZE(*lines, VARHDRSZ + chunk->lines_len);
-		if (BufFileRead(spill->file, VARDATA(*lines), chunk->lines_len) != (size_t) chunk->lines_len)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not read temporary file: %m")));
+		read_exactly(spill, VARDATA(*lines), chunk->lines_len);
 	}
 	return data;
+}
+
+/*
+ * read_exactly
+ *	  len bytes from where the file is (BufFileRead reports its own I/O
+ *	  errors: a short read is a file cut short).
+ */
+static void
+read_exactly(DirectSpill *spill, char *into, int len)
+{
+	size_t		got = BufFileRead(spill->file, into, len);
+
+	if (got != (size_t) len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not read temporary file: read only %zu of %d bytes", got, len)));
 }
 
 /*
@@ -146,6 +176,7 @@ ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no)
 		bytea	   *chunk = slice->latest;
 
 		slice->latest = NULL;
+		spill->nlatest--;
 		return chunk;
 	}
 	return read_chunk(spill, slice_no, chunk_no, NULL);

@@ -186,20 +186,25 @@ commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  *	  block_end), then load each that exists (a ROLLBACK TO SAVEPOINT may
  *	  have taken one back), in a non-atomic SPI connection.  Their locks
  *	  are held from before the commit, so that the worker, which the commit
- *	  wakes, leaves them to us; they go in every case.
+ *	  wakes, leaves them to us; they go in every case.  A batch whose lock
+ *	  another session holds is its to run: not waited for.
  */
 static void
 commit_and_run(List *batches, bool block_end)
 {
+	List	   *held = NIL;
 	ListCell   *lc;
 
+	/* a batch another session runs (a resent key's) is left to it */
 	foreach(lc, batches)
 	{
 		LOCKTAG		tag;
 
 		ShardloadBatchLockTag(&tag, *(int64 *) lfirst(lc));
-		(void) LockAcquire(&tag, ExclusiveLock, true, false);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+			held = lappend(held, lfirst(lc));
 	}
+	batches = held;
 	PG_TRY();
 	{
 		if (block_end)
@@ -231,6 +236,7 @@ commit_and_run(List *batches, bool block_end)
 			ShardloadBatchLockTag(&tag, *(int64 *) lfirst(lc));
 			LockRelease(&tag, ExclusiveLock, true);
 		}
+		list_free(held);
 	}
 	PG_END_TRY();
 }
@@ -257,6 +263,16 @@ batch_exists(int64 batch_id)
 static void
 forget_at_end(XactEvent event, void *arg)
 {
+	ListCell   *lc;
+
+	/* a commit not by a COMMIT statement: the end of a multi-statement query */
+	if (event == XACT_EVENT_PRE_COMMIT)
+		foreach(lc, at_commit)
+			ereport(NOTICE,
+					(errmsg("batch %lld is left to the background worker",
+							(long long) *(int64 *) lfirst(lc)),
+					 errdetail("The COPY is to load it at once, but its transaction ends without a COMMIT statement."),
+					 errhint("Send the COPY as a statement of its own, or end its transaction with COMMIT.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
 	{
 		list_free_deep(at_commit);

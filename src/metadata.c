@@ -433,3 +433,19 @@ ShardloadBatchLockTag(LOCKTAG *tag, int64 batch_id)
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (batch_id >> 32),
 						 (uint32) batch_id, SHARDLOAD_LOCK_FIELD4);
 }
+
+/*
+ * ShardloadBatchLockFree
+ *	  Take the batch's lock (tag) if no session holds it, this one neither
+ *	  (its own direct load in progress holds it): true if taken, and the
+ *	  caller releases it.
+ */
+bool
+ShardloadBatchLockFree(LOCKTAG *tag)
+{
+	LockAcquireResult result = LockAcquire(tag, ExclusiveLock, true, true);
+
+	if (result == LOCKACQUIRE_ALREADY_HELD || result == LOCKACQUIRE_ALREADY_CLEAR)
+		LockRelease(tag, ExclusiveLock, true);
+	return result == LOCKACQUIRE_OK;
+}

@@ -95,6 +95,7 @@ extern void ShardloadCheckBatchAccess(ShardloadBatch *batch);
 extern bool ShardloadIsAdmin(Oid user);
 struct LOCKTAG;
 extern void ShardloadBatchLockTag(struct LOCKTAG *tag, int64 batch_id);
+extern bool ShardloadBatchLockFree(struct LOCKTAG *tag);
 extern char *ShardloadCoordinatorId(ShardloadCatalogSession *session);
 extern int64 ShardloadPurgePayloads(void);
 

@@ -295,7 +295,7 @@ remove_interrupted(int64 batch_id, Oid owner)
 	bool		gone;
 
 	ShardloadBatchLockTag(&tag, batch_id);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (!ShardloadBatchLockFree(&tag))
 		return false;			/* its load is still going on */
 	PG_TRY();
 	{

@@ -166,6 +166,18 @@ like($out, qr/^ succeeded 300 true$/m, 'the COMMIT loads it before it returns');
 	"SELECT count(*) FROM shardload.batches WHERE batch_key = 'now-3'");
 like($out, qr/^ +0$/m, 'a ROLLBACK leaves no batch');
 
+# a COPY among other statements of one query string: its transaction ends
+# without a COMMIT statement, so the worker loads the batch, and it says so
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 400000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now'");
+($rc, $out, $err) = psql_run(
+	"SET shardload.inbox_load = now; SET shardload.batch_key = 'now-5'; COPY sales_inbox FROM '$now'");
+is($rc, 0, 'a COPY in a query string of several statements succeeds') or diag($err);
+like($err, qr/batch \d+ is left to the background worker/, 'it says its batch is left to the worker');
+like($err, qr/ends without a COMMIT statement/, 'and why');
+ok(wait_loaded('now-5'), 'which loads it');
+
 # the inbox's own option does it for clients that cannot set a setting
 $coord->safe_psql('postgres', "ALTER FOREIGN TABLE sales_inbox OPTIONS (ADD load 'now')");
 $coord->safe_psql('postgres',

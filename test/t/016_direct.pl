@@ -222,4 +222,21 @@ is(prepared_left(), '0 0 0', 'nothing is left prepared');
 is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE batch_id = $b"), '0',
 	'the interrupted batch is gone');
 
+# ==== load_submit on its own, then a recovery pass in the same session ====
+# the session's own direct load in progress is not recovered under it; the
+# next commit abandons it, and the batch without rows goes
+$from = $next_id;
+$next_id += 30;
+($ok, $err) = coord_sql(qq{
+	SELECT shardload.load_submit('sales', 'alone',
+		\$\$SELECT g, g % 3 + 1, 1, date '2026-11-30', 'a' FROM generate_series($from, $from + 29) g\$\$);
+	SELECT shardload.run_due();
+	SELECT shardload.run_due();});
+ok($ok, 'load_submit and run_due in one session') or diag($err);
+ok($coord->poll_query_until('postgres',
+		"SELECT shardload.run_due() IS NOT NULL AND NOT EXISTS (SELECT FROM shardload.batches WHERE batch_key = 'alone')"),
+	'the abandoned batch is removed');
+is(counts($from, $next_id), '0 0 0', 'no shard keeps a row of it');
+is(prepared_left(), '0 0 0', 'nothing is left prepared');
+
 done_testing();
