@@ -13,15 +13,17 @@
  */
 #include "postgres.h"
 
-#include "storage/buffile.h"
+#include <unistd.h>
+
+#include "storage/fd.h"
+#include "utils/wait_event.h"
 
 #include "direct_spill.h"
 #include "payload.h"
 
-/* Where one chunk is in the file. */
+/* Where one chunk is in the file: its text, then its line numbers. */
 typedef struct SpillChunk
 {
-	int			fileno;
 	off_t		offset;
 	int			len;
 	int			lines_len;
@@ -41,17 +43,18 @@ typedef struct SpillSlice
  */
 #define SPILL_LATEST_MAX	8
 
+/* Chunks go whole into one file (one write each, no buffer copy). */
 struct DirectSpill
 {
-	BufFile    *file;
+	File		file;
 	int			nslices;
 	SpillSlice *slices;
 	int			nlatest;		/* slices with a latest chunk */
-	int			end_fileno;		/* where the next chunk goes */
-	off_t		end_offset;
+	off_t		end;			/* where the next chunk goes */
 };
 
-static void read_exactly(DirectSpill *spill, char *into, int len);
+static void write_at_end(DirectSpill *spill, char *data, int len);
+static void read_exactly(DirectSpill *spill, char *into, int len, off_t offset);
 
 /*
  * ShardloadSpillCreate
@@ -62,7 +65,7 @@ ShardloadSpillCreate(int nslices)
 {
 	DirectSpill *spill = palloc0(sizeof(DirectSpill));
 
-	spill->file = BufFileCreateTemp(true);
+	spill->file = OpenTemporaryFile(true);
 	spill->nslices = nslices;
 	spill->slices = palloc0(sizeof(SpillSlice) * nslices);
 	return spill;
@@ -86,17 +89,11 @@ ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo 
 			: palloc(sizeof(SpillChunk) * slice->max);
 	}
 	chunk = &slice->chunks[slice->n];
-	chunk->fileno = spill->end_fileno;
-	chunk->offset = spill->end_offset;
+	chunk->offset = spill->end;
 	chunk->len = data->len;
 	chunk->lines_len = lines->len;
-	if (BufFileSeek(spill->file, spill->end_fileno, spill->end_offset, SEEK_SET) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not seek in temporary file: %m")));
-	BufFileWrite(spill->file, data->data, data->len);
-	BufFileWrite(spill->file, lines->data, lines->len);
-	BufFileTell(spill->file, &spill->end_fileno, &spill->end_offset);
+	write_at_end(spill, data->data, data->len);
+	write_at_end(spill, lines->data, lines->len);
 	/* a shard that keeps up takes it from memory, not from the file */
 	if (slice->latest)
 	{
@@ -131,34 +128,61 @@ read_chunk(DirectSpill *spill, int slice_no, int chunk_no, bytea **lines)
 	chunk = &slice->chunks[chunk_no];
 	data = palloc(VARHDRSZ + chunk->len);
 	SET_VARSIZE(data, VARHDRSZ + chunk->len);
-	if (BufFileSeek(spill->file, chunk->fileno, chunk->offset, SEEK_SET) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not seek in temporary file: %m")));
-	read_exactly(spill, VARDATA(data), chunk->len);
+	read_exactly(spill, VARDATA(data), chunk->len, chunk->offset);
 	if (lines)
 	{
 		*lines = palloc(VARHDRSZ + chunk->lines_len);
 		SET_VARSIZE(*lines, VARHDRSZ + chunk->lines_len);
-		read_exactly(spill, VARDATA(*lines), chunk->lines_len);
+		read_exactly(spill, VARDATA(*lines), chunk->lines_len, chunk->offset + chunk->len);
 	}
 	return data;
 }
 
 /*
- * read_exactly
- *	  len bytes from where the file is (BufFileRead reports its own I/O
- *	  errors: a short read is a file cut short).
+ * write_at_end
+ *	  Append len bytes to the file.
  */
 static void
-read_exactly(DirectSpill *spill, char *into, int len)
+write_at_end(DirectSpill *spill, char *data, int len)
 {
-	size_t		got = BufFileRead(spill->file, into, len);
+	int			written;
 
-	if (got != (size_t) len)
+	if (len == 0)
+		return;
+	errno = 0;
+	written = FileWrite(spill->file, data, len, spill->end, PG_WAIT_EXTENSION);
+	if (written != len)
+	{
+		/* a short write without an error is a full disk */
+		if (written >= 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write temporary file: %m")));
+	}
+	spill->end += len;
+}
+
+/*
+ * read_exactly
+ *	  len bytes at offset (a short read is a file cut short).
+ */
+static void
+read_exactly(DirectSpill *spill, char *into, int len, off_t offset)
+{
+	int			got;
+
+	if (len == 0)
+		return;
+	got = FileRead(spill->file, into, len, offset, PG_WAIT_EXTENSION);
+	if (got < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read temporary file: %m")));
+	if (got != len)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("could not read temporary file: read only %zu of %d bytes", got, len)));
+				 errmsg("could not read temporary file: read only %d of %d bytes", got, len)));
 }
 
 /*
@@ -209,7 +233,7 @@ ShardloadSpillStore(DirectSpill *spill, int64 batch_id)
 void
 ShardloadSpillClose(DirectSpill *spill)
 {
-	if (spill->file)
-		BufFileClose(spill->file);
-	spill->file = NULL;
+	if (spill->file > 0)
+		FileClose(spill->file);	/* a temporary file goes with it */
+	spill->file = 0;
 }
