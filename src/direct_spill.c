@@ -18,6 +18,7 @@
 #include "storage/fd.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "direct_spill.h"
 #include "payload.h"
 

@@ -48,7 +48,8 @@ static void inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool
 static void commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 							ProcessUtilityContext context, ParamListInfo params,
 							QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc);
-static void commit_and_run(List *batches, bool block_end);
+static void commit_and_run(List *batches, bool block_end, bool top);
+static void run_committed(int64 batch_id, bool top);
 static bool batch_exists(int64 batch_id);
 static void forget_at_end(XactEvent event, void *arg);
 static void run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -131,7 +132,7 @@ inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	if (batch_id == 0)
 		return;					/* not into an inbox that loads at once */
 	if (copy_loads_now)
-		commit_and_run(list_make1(&batch_id), false);
+		commit_and_run(list_make1(&batch_id), false, top);
 	else if (top && IsTransactionBlock())
 	{
 		/* loaded when the client's COMMIT has committed it */
@@ -176,7 +177,7 @@ commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	if (qc == NULL || qc->commandTag == CMDTAG_ROLLBACK)
 		return;
 	at_commit = NIL;			/* the commit below would forget them */
-	commit_and_run(batches, true);
+	commit_and_run(batches, true, true);
 	list_free_deep(batches);
 }
 
@@ -190,7 +191,7 @@ commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  *	  another session holds is its to run: not waited for.
  */
 static void
-commit_and_run(List *batches, bool block_end)
+commit_and_run(List *batches, bool block_end, bool top)
 {
 	List	   *held = NIL;
 	ListCell   *lc;
@@ -212,20 +213,15 @@ commit_and_run(List *batches, bool block_end)
 			CommitTransactionCommand();
 			StartTransactionCommand();
 		}
-		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
 		if (!block_end)
-			SPI_commit();
-		foreach(lc, batches)
 		{
-			int64		batch_id = *(int64 *) lfirst(lc);
-
-			if (ShardloadDirectPending(batch_id))
-				ShardloadDirectFinish();
-			else if (batch_exists(batch_id))
-				(void) ShardloadRunBatch(batch_id, true, false);
+			if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			SPI_commit();
+			SPI_finish();
 		}
-		SPI_finish();
+		foreach(lc, batches)
+			run_committed(*(int64 *) lfirst(lc), top);
 	}
 	PG_FINALLY();
 	{
@@ -237,6 +233,54 @@ commit_and_run(List *batches, bool block_end)
 			LockRelease(&tag, ExclusiveLock, true);
 		}
 		list_free(held);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * run_committed
+ *	  Load a committed batch (finish its direct load, or run one attempt)
+ *	  in a non-atomic SPI connection.  At top level an error of the load is
+ *	  a WARNING, not the error of the client's COPY or COMMIT: the batch is
+ *	  in, the worker retries it, and a client that resent its rows on an
+ *	  error would submit them again (under a "%n" key, as a new batch).
+ *	  The failed transaction is rolled back and a new one begun, as a
+ *	  procedure's ROLLBACK does; inside a procedure, whose SPI connection
+ *	  that would take, the error goes on.
+ */
+static void
+run_committed(int64 batch_id, bool top)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (ShardloadDirectPending(batch_id))
+			ShardloadDirectFinish();
+		else if (batch_exists(batch_id))
+			(void) ShardloadRunBatch(batch_id, true, false);
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		if (!top)
+			PG_RE_THROW();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();	/* also ends the SPI connections */
+		StartTransactionCommand();
+		MemoryContextSwitchTo(cxt);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("batch %lld is committed, but loading it failed: %s",
+						(long long) batch_id, edata->message),
+				 errhint("The background worker retries it; shardload.batches shows its state.")));
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 }

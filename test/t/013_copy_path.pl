@@ -178,6 +178,27 @@ like($err, qr/batch \d+ is left to the background worker/, 'it says its batch is
 like($err, qr/ends without a COMMIT statement/, 'and why');
 ok(wait_loaded('now-5'), 'which loads it');
 
+# an error of the load after the COPY has committed (here statement_timeout,
+# while a shard is slow) is a WARNING: the client gets COPY n, the batch
+# stands, and the worker loads it
+$shards[0]->safe_psql('postgres', q{
+	CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+	CREATE TRIGGER slow_row BEFORE INSERT ON sales_region_1 FOR EACH ROW EXECUTE FUNCTION slow_row();});
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 500000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now'");
+($rc, $out, $err) = psql_run("SET shardload.inbox_load = now", "SET shardload.batch_key = 'now-6'",
+	"SET statement_timeout = '1s'", "\\copy sales_inbox FROM '$now'");
+is($rc, 0, 'a COPY whose load runs out of time succeeds') or diag($err);
+like($out, qr/^COPY 30$/m, 'with its row count');
+like($err, qr/batch \d+ is committed, but loading it failed: canceling statement due to statement timeout/,
+	'the load\'s error is a WARNING');
+$shards[0]->safe_psql('postgres', 'DROP TRIGGER slow_row ON sales_region_1');
+ok(wait_loaded('now-6'), 'the worker loads the batch');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM sales WHERE sale_id BETWEEN -499999 AND -499970"), '30',
+	'every row once');
+
 # the inbox's own option does it for clients that cannot set a setting
 $coord->safe_psql('postgres', "ALTER FOREIGN TABLE sales_inbox OPTIONS (ADD load 'now')");
 $coord->safe_psql('postgres',
