@@ -221,7 +221,9 @@ SELECT shardload.submit_csv('edges', 'edges-bad', $$10,1,,,,2023-02-29,,
 12,1,,,,2024-13-01,,
 13,1,,,,2024-04-31,,
 14,1,,,,2024-04-30,,
-$$, on_error => 'reject', reject_limit => 4) AS b \gset
+15,1,,,,20a4-01-05,,
+16,1,,,,19 9-01-01,,
+$$, on_error => 'reject', reject_limit => 6) AS b \gset
 SELECT line, sqlstate, message FROM shardload.rejects WHERE batch_id = :b ORDER BY line;
 RESET ALL;
 

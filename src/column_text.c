@@ -163,6 +163,8 @@ ShardloadIsoDate(const char *text, DateADT *date)
 
 	if (strlen(text) != 10 || text[4] != '-' || text[7] != '-')
 		return false;
+	if (two_digits(text) < 0 || two_digits(text + 2) < 0)
+		return false;
 	year = two_digits(text) * 100 + two_digits(text + 2);
 	month = two_digits(text + 5);
 	day = two_digits(text + 8);
@@ -173,12 +175,12 @@ ShardloadIsoDate(const char *text, DateADT *date)
 	return true;
 }
 
-/* Two decimal digits at p, or -1000 if they are not both digits. */
+/* Two decimal digits at p, or -1 if they are not both digits. */
 static int
 two_digits(const char *p)
 {
 	if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
-		return -1000;
+		return -1;
 	return (p[0] - '0') * 10 + (p[1] - '0');
 }
 

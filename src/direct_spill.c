@@ -13,8 +13,6 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
-
 #include "storage/fd.h"
 #include "utils/wait_event.h"
 
@@ -150,7 +148,6 @@ write_at_end(DirectSpill *spill, char *data, int len)
 
 	if (len == 0)
 		return;
-	errno = 0;
 	written = FileWrite(spill->file, data, len, spill->end, PG_WAIT_EXTENSION);
 	if (written != len)
 	{

@@ -21,6 +21,7 @@
 #include "nodes/parsenodes.h"
 #include "storage/lock.h"
 #include "tcop/cmdtag.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
 
@@ -193,6 +194,7 @@ commit_and_load(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 static void
 commit_and_run(List *batches, bool block_end, bool top)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	List	   *held = NIL;
 	ListCell   *lc;
 
@@ -212,6 +214,8 @@ commit_and_run(List *batches, bool block_end, bool top)
 		{
 			CommitTransactionCommand();
 			StartTransactionCommand();
+			/* back in the statement's memory, which outlives transactions */
+			MemoryContextSwitchTo(caller);
 		}
 		if (!block_end)
 		{
@@ -267,11 +271,15 @@ run_committed(int64 batch_id, bool top)
 	{
 		ErrorData  *edata;
 
-		if (!top)
+		/* a subtransaction left open could not be ended here */
+		if (!top || IsSubTransaction())
 			PG_RE_THROW();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* the abort frees the portal's snapshot: forget it, as SPI_rollback does */
+		if (ActivePortal != NULL)
+			ActivePortal->portalSnapshot = NULL;
 		AbortCurrentTransaction();	/* also ends the SPI connections */
 		StartTransactionCommand();
 		MemoryContextSwitchTo(cxt);
@@ -279,6 +287,7 @@ run_committed(int64 batch_id, bool top)
 				(errcode(edata->sqlerrcode),
 				 errmsg("batch %lld is committed, but loading it failed: %s",
 						(long long) batch_id, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 				 errhint("The background worker retries it; shardload.batches shows its state.")));
 		FreeErrorData(edata);
 	}
@@ -315,7 +324,7 @@ forget_at_end(XactEvent event, void *arg)
 			ereport(NOTICE,
 					(errmsg("batch %lld is left to the background worker",
 							(long long) *(int64 *) lfirst(lc)),
-					 errdetail("The COPY is to load it at once, but its transaction ends without a COMMIT statement."),
+					 errdetail("The COPY is to load it at once, but its transaction ends without a COMMIT statement of its own (a query string of several statements, or COMMIT AND CHAIN)."),
 					 errhint("Send the COPY as a statement of its own, or end its transaction with COMMIT.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
 	{

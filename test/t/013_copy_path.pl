@@ -194,9 +194,25 @@ is($rc, 0, 'a COPY whose load runs out of time succeeds') or diag($err);
 like($out, qr/^COPY 30$/m, 'with its row count');
 like($err, qr/batch \d+ is committed, but loading it failed: canceling statement due to statement timeout/,
 	'the load\'s error is a WARNING');
+# the same at the COMMIT of a transaction block that loads two batches
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 600000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now'");
+my $now2 = "$dir/now2.txt";
+$coord->safe_psql('postgres',
+	"COPY (SELECT sale_id - 700000, region_id, sale_amount, sale_date, note FROM staging"
+	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now2'");
+($rc, $out, $err) = psql_run("SET shardload.inbox_load = now", "SET statement_timeout = '1s'", "BEGIN",
+	"SET LOCAL shardload.batch_key = 'now-7'", "\\copy sales_inbox FROM '$now'",
+	"SET LOCAL shardload.batch_key = 'now-8'", "\\copy sales_inbox FROM '$now2'", "COMMIT");
+is($rc, 0, 'a COMMIT whose loads run out of time succeeds') or diag($err);
+like($err, qr/batch \d+ is committed, but loading it failed: canceling statement due to statement timeout/,
+	'the load\'s error is a WARNING there too');
 $shards[0]->safe_psql('postgres', 'DROP TRIGGER slow_row ON sales_region_1');
-ok(wait_loaded('now-6'), 'the worker loads the batch');
-is($coord->safe_psql('postgres', "SELECT count(*) FROM sales WHERE sale_id BETWEEN -499999 AND -499970"), '30',
+ok(wait_loaded('now-6') && wait_loaded('now-7') && wait_loaded('now-8'), 'the worker loads the batches');
+is($coord->safe_psql('postgres',
+		"SELECT count(*) FROM sales WHERE sale_id BETWEEN -499999 AND -499970"
+		  . " OR sale_id BETWEEN -599999 AND -599970 OR sale_id BETWEEN -699999 AND -699970"), '90',
 	'every row once');
 
 # the inbox's own option does it for clients that cannot set a setting
