@@ -11,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(start_coordinator start_shards stage_rows shard_count
-  ledger_count start_psql slow_down_shard);
+  ledger_count start_psql slow_down_shard create_hold_function);
 
 my $SALES_COLUMNS = 'sale_id bigint, region_id int NOT NULL, '
   . 'sale_amount numeric(10,2), sale_date date NOT NULL, note text';
@@ -134,6 +134,21 @@ sub slow_down_shard
 		END \$\$;
 		CREATE TRIGGER slow_insert BEFORE INSERT ON sales_region_$i
 			FOR EACH ROW EXECUTE FUNCTION slow_insert();
+	});
+}
+
+# A function hold() for a trigger that sleeps 4 s on the row noted 'hold',
+# so that a load can be caught half way.
+sub create_hold_function
+{
+	my ($shard) = @_;
+	$shard->safe_psql(
+		'postgres', q{
+		CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.note = 'hold' THEN PERFORM pg_sleep(4); END IF;
+			RETURN NEW;
+		END $$;
 	});
 }
 

@@ -181,10 +181,7 @@ ok(wait_loaded('now-5'), 'which loads it');
 # an error of the load after the COPY has committed (here statement_timeout,
 # while a shard is slow) is a WARNING: the client gets COPY n, the batch
 # stands, and the worker loads it
-$shards[0]->safe_psql('postgres', q{
-	CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
-	CREATE TRIGGER slow_row BEFORE INSERT ON sales_region_1 FOR EACH ROW EXECUTE FUNCTION slow_row();});
+slow_down_shard($shards[0], 1, 1, 0.3);	# every row
 $coord->safe_psql('postgres',
 	"COPY (SELECT sale_id - 500000, region_id, sale_amount, sale_date, note FROM staging"
 	  . " WHERE sale_id <= 30 ORDER BY sale_id) TO '$now'");
@@ -208,7 +205,7 @@ $coord->safe_psql('postgres',
 is($rc, 0, 'a COMMIT whose loads run out of time succeeds') or diag($err);
 like($err, qr/batch \d+ is committed, but loading it failed: canceling statement due to statement timeout/,
 	'the load\'s error is a WARNING there too');
-$shards[0]->safe_psql('postgres', 'DROP TRIGGER slow_row ON sales_region_1');
+$shards[0]->safe_psql('postgres', 'DROP TRIGGER slow_insert ON sales_region_1');
 ok(wait_loaded('now-6') && wait_loaded('now-7') && wait_loaded('now-8'), 'the worker loads the batches');
 is($coord->safe_psql('postgres',
 		"SELECT count(*) FROM sales WHERE sale_id BETWEEN -499999 AND -499970"

@@ -24,13 +24,7 @@ for my $i (0, 1)
 }
 for my $shard (@shards)
 {
-	$shard->safe_psql('postgres', q{
-		CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF NEW.note = 'hold' THEN PERFORM pg_sleep(4); END IF;
-			RETURN NEW;
-		END $$;
-	});
+	create_hold_function($shard);
 }
 
 my $next_id = 1;
