@@ -207,7 +207,6 @@ commit_and_run(List *batches, bool block_end, bool top)
 		if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
 			held = lappend(held, lfirst(lc));
 	}
-	batches = held;
 	PG_TRY();
 	{
 		if (block_end)
@@ -217,19 +216,19 @@ commit_and_run(List *batches, bool block_end, bool top)
 			/* back in the statement's memory, which outlives transactions */
 			MemoryContextSwitchTo(caller);
 		}
-		if (!block_end)
+		else
 		{
 			if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			SPI_commit();
 			SPI_finish();
 		}
-		foreach(lc, batches)
+		foreach(lc, held)
 			run_committed(*(int64 *) lfirst(lc), top);
 	}
 	PG_FINALLY();
 	{
-		foreach(lc, batches)
+		foreach(lc, held)
 		{
 			LOCKTAG		tag;
 
