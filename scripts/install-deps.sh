@@ -6,7 +6,7 @@
 set -euo pipefail
 v=${PG_MAJOR:-15}
 packages=(postgresql-$v postgresql-client-$v postgresql-server-dev-$v postgresql-common
-          libpq-dev libipc-run-perl build-essential make gcc perl)
+          libpq-dev libkrb5-dev libipc-run-perl build-essential make gcc perl)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -30,7 +30,7 @@ suite_of() {
 # The packages a root needs to build pg_shardload and run its tests.
 root_packages() {
 	echo "postgresql-$1 postgresql-client-$1 postgresql-server-dev-$1 postgresql-common" \
-	     "libpq-dev libipc-run-perl build-essential make gcc perl ca-certificates procps"
+	     "libpq-dev libkrb5-dev libipc-run-perl build-essential make gcc perl ca-certificates procps"
 }
 
 # /proc (postgresql-common and PostgreSQL need it) and /dev/shm (dynamic
@@ -60,7 +60,8 @@ prepare_root() {
 	local v=$1 suite root apt_opts
 	suite=$(suite_of "$v") || { echo "no root for PostgreSQL $v" >&2; return 1; }
 	root="$roots/pg$v"
-	[ -f "$root/.pg_shardload-ready" ] && return 0
+	apt_opts="-o Acquire::Check-Valid-Until=false"
+	[ -f "$root/.pg_shardload-ready" ] && { top_up_root "$v" "$root" "$apt_opts"; return; }
 	if ! command -v debootstrap >/dev/null; then
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
 			{ echo "could not install debootstrap" >&2; return 1; }
@@ -72,7 +73,6 @@ prepare_root() {
 	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$roots/pg$v.debootstrap.log" 2>&1 ||
 		{ echo "debootstrap failed: see $roots/pg$v.debootstrap.log" >&2; return 1; }
 	# sid's Release file is past its Valid-Until date on this archive
-	apt_opts="-o Acquire::Check-Valid-Until=false"
 	echo "APT::Get::Assume-Yes \"true\"; Acquire::Check-Valid-Until \"false\";" \
 		>"$root/etc/apt/apt.conf.d/90pg_shardload"
 	# no daemons from package scripts in the root (its clusters are the tests')
@@ -91,6 +91,23 @@ prepare_root() {
 	unmount_root "$root"
 	[ $rc -eq 0 ] || { echo "apt-get failed: see $roots/pg$v.apt.log" >&2; return 1; }
 	touch "$root/.pg_shardload-ready"
+}
+
+# A root made by an earlier version of this script gets the packages it
+# lacks (root_packages grows as the build needs more).
+top_up_root() {
+	local v=$1 root=$2 apt_opts=$3 missing rc
+	missing=$(chroot "$root" dpkg-query -W -f='${Status}\n' $(root_packages "$v") 2>&1 |
+		grep -v '^install ok installed$') || true
+	[ -z "$missing" ] && return 0
+	echo "== adding missing packages to the root for PostgreSQL $v"
+	mount_root "$root" || return 1
+	chroot "$root" sh -c "DEBIAN_FRONTEND=noninteractive apt-get $apt_opts install -y -qq --no-install-recommends $(root_packages "$v")" \
+		>>"$roots/pg$v.apt.log" 2>&1
+	rc=$?
+	unmount_root "$root"
+	[ $rc -eq 0 ] || echo "apt-get failed: see $roots/pg$v.apt.log" >&2
+	return $rc
 }
 
 # Copies the tree into the root and runs scripts/test.sh there.

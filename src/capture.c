@@ -25,6 +25,9 @@
 #include "pg_shardload.h"
 #include "route_check.h"
 
+static void append_line(Capture *cap, char **values, const bool *plain);
+static void take_line(Capture *cap, const char *line, int len);
+static void end_line(Capture *cap);
 static void flush_slice(Capture *cap, int slice_no);
 static void record_reject(Capture *cap, int64 line_no, const char *sqlstate,
 						  const char *message);
@@ -126,6 +129,28 @@ append_line(Capture *cap, char **values, const bool *plain)
 		else
 			ShardloadAppendCopyText(&cap->line, values[i]);
 	}
+	end_line(cap);
+}
+
+/*
+ * take_line
+ *	  A row the source gave as a payload line already into cap->line, hashed.
+ */
+static void
+take_line(Capture *cap, const char *line, int len)
+{
+	resetStringInfo(&cap->line);
+	appendBinaryStringInfo(&cap->line, line, len);
+	end_line(cap);
+}
+
+/*
+ * end_line
+ *	  End the row in cap->line and add it to the batch's hash.
+ */
+static void
+end_line(Capture *cap)
+{
 	appendStringInfoChar(&cap->line, '\n');
 	if (pg_cryptohash_update(cap->hash, (uint8 *) cap->line.data, cap->line.len) < 0)
 		elog(ERROR, "could not update SHA-256 context");
@@ -149,6 +174,7 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 	CaptureSlice *slice;
 	char		sqlstate[6];
 	char	   *message;
+	const char *copy_line = cap->copy_line;
 
 	if (cap->checker && !ShardloadRowCheckerCheck(cap->checker, values, sqlstate, &message))
 	{
@@ -161,6 +187,7 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 		for (int i = 0; i < router->ncolumns; i++)
 		{
 			Datum		parsed;
+			char	   *given = values[i];
 
 			if (!cap->recoder->recode[i] || values[i] == NULL)
 				continue;
@@ -170,9 +197,14 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 				key = parsed;
 				key_known = true;
 			}
+			if (values[i] != given && strcmp(values[i], given) != 0)
+				copy_line = NULL;	/* the line as given is not the fixed form */
 		}
 	}
-	append_line(cap, values, cap->plain);
+	if (copy_line)
+		take_line(cap, copy_line, cap->copy_line_len);
+	else
+		append_line(cap, values, cap->plain);
 	if (!key_known && !key_isnull)
 		key = ShardloadRouterParseKey(router, values[router->key_column]);
 	slice_no = ShardloadRoute(router, key, key_isnull) + 1;
@@ -241,7 +273,7 @@ record_reject(Capture *cap, int64 line_no, const char *sqlstate, const char *mes
 	if (cap->raw_line == NULL)
 		cap->line.data[--cap->line.len] = '\0';	/* drop the newline */
 	ShardloadRecordReject(cap->batch_id, line_no, sqlstate, message,
-						  cap->raw_line ? cap->raw_line : cap->line.data, 0, 0);
+						  cap->raw_line ? pchomp(cap->raw_line) : cap->line.data, 0, 0);
 }
 
 /*

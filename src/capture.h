@@ -45,7 +45,12 @@ typedef struct Capture
 	bool		reject_mode;	/* on_error reject: check rows, keep bad ones */
 	RowChecker *checker;		/* made by the source, which knows its types */
 	ShardloadRecoder *recoder;	/* text input: columns to parse and rewrite */
-	const char *raw_line;		/* the input line as given, if known */
+	const char *raw_line;		/* the input line as given, if known (a
+								 * trailing newline is dropped) */
+	const char *copy_line;		/* the row as a payload line already (COPY
+								 * text, tab-separated, \N for NULL, no
+								 * newline), if the source knows it */
+	int			copy_line_len;
 	bool	   *plain;			/* columns whose text never needs escaping */
 	int64		rejected;
 

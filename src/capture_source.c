@@ -385,7 +385,7 @@ ShardloadCaptureFromCopy(Capture *cap, const char *data, const char *filename,
 							(long long) line_no, nfields,
 							RelationGetRelationName(router->rel), router->ncolumns)));
 		key_isnull = fields[router->key_column] == NULL;
-		cap->raw_line = pchomp(cstate->line_buf.data);
+		cap->raw_line = cstate->line_buf.data;
 		ShardloadCaptureAddRow(cap, line_no, fields, key, key_isnull, false);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(cap->row_context);

@@ -41,8 +41,8 @@
 PG_FUNCTION_INFO_V1(shardload_inbox_handler);
 PG_FUNCTION_INFO_V1(shardload_inbox_validator);
 
-/* What an inbox statement keeps between its rows. */
-typedef struct InboxState
+/* What an inbox statement keeps between its rows (inbox.h: InboxBatch). */
+struct InboxBatch
 {
 	ShardloadSubmission *sub;
 	Capture    *cap;
@@ -51,7 +51,8 @@ typedef struct InboxState
 	char	   *key;			/* the key as given, "%n" and all */
 	int		   *inbox_column;	/* the inbox attribute of each target column */
 	char	  **values;
-} InboxState;
+};
+
 
 /*
  * How many inbox statements of this session have ended under a key: those
@@ -84,7 +85,6 @@ static void inbox_begin_copy(ModifyTableState *mtstate, ResultRelInfo *rinfo);
 static TupleTableSlot *inbox_insert(EState *estate, ResultRelInfo *rinfo,
 									TupleTableSlot *slot, TupleTableSlot *plan_slot);
 static void inbox_end(EState *estate, ResultRelInfo *rinfo);
-static void begin_batch(ResultRelInfo *rinfo, bool copy);
 static void read_inbox_options(Relation inbox, ShardloadSubmitArgs *args, char **batch_key,
 							   bool *load_now);
 static char *statement_batch_key(Relation inbox, KeyCount *count);
@@ -220,27 +220,37 @@ inbox_begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_pr
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_batch(rinfo, false);
+	rinfo->ri_FdwState = ShardloadInboxBegin(rinfo->ri_RelationDesc, false);
 }
 
 static void
 inbox_begin_copy(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	begin_batch(rinfo, true);
+	rinfo->ri_FdwState = ShardloadInboxBegin(rinfo->ri_RelationDesc, true);
 }
 
 /*
- * begin_batch
+ * ShardloadIsInbox
+ *	  Whether rel is an inbox (a foreign table of pg_shardload's wrapper).
+ */
+bool
+ShardloadIsInbox(Relation rel)
+{
+	return rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE &&
+		GetFdwRoutineForRelation(rel, false)->ExecForeignInsert == inbox_insert;
+}
+
+/*
+ * ShardloadInboxBegin
  *	  Start the statement's batch: claim its key and start its capture, as
  *	  submit_csv() does, with the inbox's options (copy: for a COPY into
  *	  the inbox, which may load it at once).
  */
-static void
-begin_batch(ResultRelInfo *rinfo, bool copy)
+InboxBatch *
+ShardloadInboxBegin(Relation inbox, bool copy)
 {
-	Relation	inbox = rinfo->ri_RelationDesc;
 	ShardloadSubmitArgs *args = palloc0(sizeof(ShardloadSubmitArgs));
-	InboxState *state = palloc0(sizeof(InboxState));
+	InboxBatch *state = palloc0(sizeof(InboxBatch));
 	char	   *inbox_key = NULL;
 	bool		load_now = false;
 
@@ -267,7 +277,7 @@ begin_batch(ResultRelInfo *rinfo, bool copy)
 	state->inbox_column = match_inbox_columns(inbox, state->cap->router);
 	ShardloadCaptureExpectText(state->cap);
 	state->values = palloc(sizeof(char *) * state->cap->router->ncolumns);
-	rinfo->ri_FdwState = state;
+	return state;
 }
 
 static void
@@ -493,7 +503,7 @@ static TupleTableSlot *
 inbox_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 			 TupleTableSlot *plan_slot)
 {
-	InboxState *state = rinfo->ri_FdwState;
+	InboxBatch *state = rinfo->ri_FdwState;
 	Capture    *cap = state->cap;
 	ShardloadRouter *router = cap->router;
 	CopyFromState copy = current_copy(rinfo->ri_RelationDesc);
@@ -511,7 +521,7 @@ inbox_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 	if (copy != NULL && !copy->opts.binary)
 	{
 		line_no = (int64) copy->cur_lineno;
-		cap->raw_line = pchomp(copy->line_buf.data);
+		cap->raw_line = copy->line_buf.data;
 	}
 	ShardloadCaptureAddRow(cap, line_no, state->values, (Datum) 0,
 						   state->values[router->key_column] == NULL, false);
@@ -521,24 +531,52 @@ inbox_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 	return slot;
 }
 
-/*
- * inbox_end
- *	  The statement's rows are all in: finish the batch.
- */
 static void
 inbox_end(EState *estate, ResultRelInfo *rinfo)
 {
-	InboxState *state = rinfo->ri_FdwState;
-	int64		batch_id;
-
-	if (state == NULL)
+	if (rinfo->ri_FdwState == NULL)
 		return;
-	batch_id = ShardloadDirectEnd(state->sub, state->direct);
+	ShardloadInboxEnd(rinfo->ri_FdwState);
+	rinfo->ri_FdwState = NULL;
+}
+
+/*
+ * ShardloadInboxAddFields
+ *	  One row of a COPY read without CopyFrom (inbox_copy.c): its raw text
+ *	  fields, in the inbox's column order, and its input line, which is
+ *	  the row's COPY text as a payload holds it if copy_text is true.
+ */
+void
+ShardloadInboxAddFields(InboxBatch *state, int64 line_no, char **fields, const char *line,
+						int line_len, bool copy_text)
+{
+	Capture    *cap = state->cap;
+	MemoryContext old = MemoryContextSwitchTo(cap->row_context);
+
+	cap->raw_line = line;
+	cap->copy_line = copy_text ? line : NULL;
+	cap->copy_line_len = line_len;
+	ShardloadCaptureAddRow(cap, line_no, fields, (Datum) 0,
+						   fields[cap->router->key_column] == NULL, false);
+	cap->raw_line = NULL;
+	cap->copy_line = NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cap->row_context);
+}
+
+/*
+ * ShardloadInboxEnd
+ *	  The statement's rows are all in: finish the batch.
+ */
+void
+ShardloadInboxEnd(InboxBatch *state)
+{
+	int64		batch_id = ShardloadDirectEnd(state->sub, state->direct);
+
 	if (state->load_now)
 		ShardloadInboxCopyBatch(batch_id);
 	/* looked up again: a SET in the statement may have reset the counts */
 	count_statement(state->key);
-	rinfo->ri_FdwState = NULL;
 }
 
 /*

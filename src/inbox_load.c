@@ -32,11 +32,6 @@
 
 int			shardload_inbox_load = SHARDLOAD_INBOX_LOAD_WORKER;
 
-/* While a COPY that may load at once runs: its inbox batch, once known. */
-static bool copy_may_load = false;
-static bool copy_loads_now = false;
-static int64 copy_batch = 0;
-
 /* Batches of COPYs in the open transaction block, to load at its COMMIT. */
 static List *at_commit = NIL;
 
@@ -69,30 +64,6 @@ ShardloadInboxLoadInit(void)
 	RegisterXactCallback(forget_at_end, NULL);
 }
 
-/*
- * ShardloadInboxCopyLoadsNow
- *	  Whether a COPY into an inbox that is to load its batch at once can
- *	  (it runs on its own): then its capture may go direct.
- */
-bool
-ShardloadInboxCopyLoadsNow(void)
-{
-	return copy_may_load && copy_loads_now;
-}
-
-/*
- * ShardloadInboxCopyBatch
- *	  The batch of a COPY into an inbox that is to load it at once is
- *	  captured: it is loaded when the COPY is over (or, if the COPY cannot
- *	  commit, left to the worker with a NOTICE).
- */
-void
-ShardloadInboxCopyBatch(int64 batch_id)
-{
-	if (copy_may_load)
-		copy_batch = batch_id;
-}
-
 static void
 inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
@@ -108,31 +79,38 @@ inbox_load_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		return;
 	}
 	if (!IsA(stmt, CopyStmt) || !((CopyStmt *) stmt)->is_from ||
-		((CopyStmt *) stmt)->relation == NULL || copy_may_load)
+		((CopyStmt *) stmt)->relation == NULL || ShardloadCopyNowRunning())
 	{
 		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 		return;
 	}
 
 	/* as for CALL: only a statement of its own may commit */
-	copy_loads_now = (top || context == PROCESS_UTILITY_QUERY_NONATOMIC) && !IsTransactionBlock();
-	copy_may_load = true;
-	copy_batch = 0;
+	ShardloadCopyNowBegin((top || context == PROCESS_UTILITY_QUERY_NONATOMIC) && !IsTransactionBlock());
 	PG_TRY();
 	{
-		run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		uint64		processed;
+
+		/* another utility hook below this one must see the COPY */
+		if (prev_process_utility == NULL &&
+			ShardloadInboxCopy((CopyStmt *) stmt, queryString, &processed))
+		{
+			if (qc)
+				SetQueryCompletion(qc, CMDTAG_COPY, processed);
+		}
+		else
+			run_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	}
 	PG_FINALLY();
 	{
-		copy_may_load = false;
+		ShardloadCopyNowEnd();
 	}
 	PG_END_TRY();
 
-	batch_id = copy_batch;
-	copy_batch = 0;
+	batch_id = ShardloadCopyNowTakeBatch();
 	if (batch_id == 0)
 		return;					/* not into an inbox that loads at once */
-	if (copy_loads_now)
+	if (ShardloadCopyNowLoads())
 		commit_and_run(list_make1(&batch_id), false, top);
 	else if (top && IsTransactionBlock())
 	{
