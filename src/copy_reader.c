@@ -32,8 +32,9 @@
 
 static void receive_more(CopyReader *reader);
 static bool split_line(CopyReader *reader, char *line, int len);
+static int	scan_to_marker(const char *data, int len, bool *marker, bool *pending);
 
-/* the reader whose input PostgreSQL's reader takes over (one at a time) */
+/* the reader whose input PostgreSQL's reader may take over (one at a time) */
 static CopyReader *source_reader = NULL;
 
 /*
@@ -50,6 +51,9 @@ ShardloadCopyReaderBegin(const CopyFormatOptions *opts, int natts)
 	reader->delim = opts->delim[0];
 	reader->null_print = opts->null_print;
 	reader->null_print_len = opts->null_print_len;
+	/* a marker with a backslash in it may escape what follows, unless \N */
+	reader->null_is_plain = strchr(opts->null_print, '\\') == NULL ||
+		strcmp(opts->null_print, "\\N") == 0;
 	reader->skip_header = opts->header_line != COPY_HEADER_FALSE;
 	reader->natts = natts;
 	reader->fields = palloc(sizeof(char *) * natts);
@@ -67,6 +71,7 @@ ShardloadCopyReaderBegin(const CopyFormatOptions *opts, int natts)
 		pq_sendint16(&msg, 0);
 	pq_endmessage(&msg);
 	pq_flush();
+	source_reader = reader;
 	return reader;
 }
 
@@ -86,11 +91,17 @@ ShardloadCopyReaderNext(CopyReader *reader)
 	{
 		char	   *start = reader->input.data + reader->input_pos;
 		int			avail = reader->input.len - reader->input_pos;
-		char	   *newline = memchr(start, '\n', avail);
+		char	   *newline;
 		int			len;
 
+		/* a line that comes in several messages is scanned once */
+		newline = memchr(start + reader->scanned, '\n', avail - reader->scanned);
 		if (newline == NULL && !reader->done)
 		{
+			/* a carriage return: not plain, whatever follows */
+			if (memchr(start + reader->scanned, '\r', avail - reader->scanned) != NULL)
+				return COPY_READER_HAND_OFF;
+			reader->scanned = avail;
 			receive_more(reader);
 			continue;
 		}
@@ -101,15 +112,16 @@ ShardloadCopyReaderNext(CopyReader *reader)
 		if (!split_line(reader, start, len))
 			return COPY_READER_HAND_OFF;
 		start[len] = '\0';		/* the newline, or the input's terminator */
-		reader->line = start;
-		reader->line_len = len;
 		reader->input_pos += newline ? len + 1 : len;
+		reader->scanned = 0;
 		reader->lineno++;
 		if (reader->skip_header)
 		{
 			reader->skip_header = false;
 			continue;
 		}
+		reader->line = start;
+		reader->line_len = len;
 		return COPY_READER_ROW;
 	}
 }
@@ -123,7 +135,8 @@ ShardloadCopyReaderNext(CopyReader *reader)
 void
 ShardloadCopyReaderHandOff(CopyReader *reader, CopyFromState cstate)
 {
-	source_reader = reader;
+	Assert(source_reader == reader);
+	reader->cstate = cstate;
 	cstate->cur_lineno = reader->lineno;
 	if (reader->lineno > 0)
 		cstate->eol_type = EOL_NL;
@@ -133,19 +146,87 @@ ShardloadCopyReaderHandOff(CopyReader *reader, CopyFromState cstate)
  * ShardloadCopyReaderSource
  *	  The data source of PostgreSQL's reader after a hand-off: the input
  *	  not yet taken, then the client's further messages.  0 at the end.
+ *
+ *	  From the client, COPY stops reading at the end-of-data marker (\.)
+ *	  and skips the rest of the input; from a data source it would read on.
+ *	  So the source ends with the marker: the bytes before it go first, so
+ *	  that PostgreSQL's reader has seen every line before it (and knows
+ *	  their newline kind), then the marker with as many bytes as that
+ *	  reader looks at after it (two after \r\n lines, else one).
  */
 int
 ShardloadCopyReaderSource(void *outbuf, int minread, int maxread)
 {
 	CopyReader *reader = source_reader;
+	char	   *data;
+	int			avail;
 	int			n;
 
-	while (reader->input_pos >= reader->input.len && !reader->done)
+	if (reader->source_ended)
+		return 0;
+	for (;;)
+	{
+		bool		marker;
+		bool		pending;
+
+		data = reader->input.data + reader->input_pos;
+		avail = reader->input.len - reader->input_pos;
+		n = scan_to_marker(data, Min(maxread, avail), &marker, &pending);
+		/* a backslash at the end may start a marker: held back */
+		if (pending && !(reader->done && n == avail))
+			n--;
+		if (n > 0)
+			break;
+		if (marker)
+		{
+			int			need = 2 + (reader->cstate->eol_type == EOL_CRNL ? 2 : 1);
+
+			if (avail >= need || reader->done)
+			{
+				n = Min(need, avail);
+				reader->source_ended = true;
+				break;
+			}
+		}
+		else if (reader->done)
+			return 0;
 		receive_more(reader);
-	n = Min(maxread, reader->input.len - reader->input_pos);
-	memcpy(outbuf, reader->input.data + reader->input_pos, n);
+	}
+	memcpy(outbuf, data, n);
 	reader->input_pos += n;
 	return n;
+}
+
+/*
+ * scan_to_marker
+ *	  The length of data (len bytes) before its first end-of-data marker,
+ *	  each backslash taking the byte after it as COPY's text format does;
+ *	  *marker: there is one; *pending: the last byte is a backslash that
+ *	  takes the byte after it.
+ */
+static int
+scan_to_marker(const char *data, int len, bool *marker, bool *pending)
+{
+	bool		escaped = false;
+
+	*marker = false;
+	for (int i = 0; i < len; i++)
+	{
+		if (escaped)
+		{
+			escaped = false;
+			if (data[i] == '.')
+			{
+				*marker = true;
+				*pending = false;
+				return i - 1;
+			}
+		}
+		else
+			escaped = data[i] == '\\';
+	}
+	*pending = escaped;
+	return len;
 }
 
 /*
@@ -254,6 +335,8 @@ split_line(CopyReader *reader, char *line, int len)
 		!pg_verify_mbstr(GetDatabaseEncoding(), line, len, true))
 		return false;
 	escapes = memchr(line, '\\', len) != NULL;
+	if (escapes && !reader->null_is_plain)
+		return false;
 	resetStringInfo(&reader->split);
 	appendBinaryStringInfo(&reader->split, line, len);
 	field = reader->split.data;

@@ -25,6 +25,7 @@ typedef struct CopyReader
 	char		delim;
 	const char *null_print;
 	int			null_print_len;
+	bool		null_is_plain;	/* the NULL marker escapes nothing */
 	bool		skip_header;	/* a header line is still to come */
 	int			natts;
 	bool		line_is_copy_text;	/* plain lines are COPY text as is */
@@ -32,6 +33,7 @@ typedef struct CopyReader
 	/* the input: received bytes, taken up to input_pos */
 	StringInfoData input;
 	int			input_pos;
+	int			scanned;		/* bytes from input_pos on with no newline */
 	StringInfoData message;
 	bool		done;			/* the client sent CopyDone */
 	int64		bytes_received;	/* for pg_stat_progress_copy */
@@ -42,6 +44,10 @@ typedef struct CopyReader
 	const char *line;
 	int			line_len;
 	uint64		lineno;
+
+	/* after a hand-off: PostgreSQL's reader, and whether its input ended */
+	CopyFromState cstate;
+	bool		source_ended;
 } CopyReader;
 
 extern CopyReader *ShardloadCopyReaderBegin(const CopyFormatOptions *opts, int natts);

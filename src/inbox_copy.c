@@ -151,9 +151,12 @@ copy_with_reader(ParseState *pstate, CopyStmt *stmt, Relation rel, CopyFormatOpt
 	errcallback.arg = &context;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
-	while ((result = ShardloadCopyReaderNext(reader)) == COPY_READER_ROW)
+	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
+		result = ShardloadCopyReaderNext(reader);
+		if (result != COPY_READER_ROW)
+			break;
 		ShardloadInboxAddFields(batch, (int64) reader->lineno, reader->fields, reader->line,
 								reader->line_len, reader->line_is_copy_text);
 		pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, (int64) ++processed);
@@ -168,9 +171,17 @@ copy_with_reader(ParseState *pstate, CopyStmt *stmt, Relation rel, CopyFormatOpt
 
 		ShardloadCopyReaderHandOff(reader, cstate);
 		processed = read_rows(cstate, batch, rel, processed);
+		/* what follows an end-of-data marker is skipped as COPY skips it */
+		errcallback.callback = CopyFromErrorCallback;
+		errcallback.arg = (void *) cstate;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		ShardloadCopyReaderFinish(reader);
+		error_context_stack = errcallback.previous;
 		EndCopyFrom(cstate);
 	}
-	ShardloadCopyReaderFinish(reader);
+	else
+		ShardloadCopyReaderFinish(reader);
 	ShardloadInboxEnd(batch);
 	pgstat_progress_end_command();
 	return processed;
@@ -242,9 +253,9 @@ plain_options(List *options)
 
 		if (strcmp(def->defname, "format") == 0)
 		{
-			char	   *format = defGetString(def);
-
-			if (strcmp(format, "text") != 0 && strcmp(format, "csv") != 0)
+			/* a malformed option is COPY's to report, after the relation's */
+			if (def->arg == NULL || !IsA(def->arg, String) ||
+				(strcmp(strVal(def->arg), "text") != 0 && strcmp(strVal(def->arg), "csv") != 0))
 				return false;
 			continue;
 		}
@@ -259,17 +270,20 @@ plain_options(List *options)
 /*
  * readable_here
  *	  Whether a COPY into rel with attlist can be read here: rel is an
- *	  inbox without triggers or row security, the role may insert into it
- *	  as a whole, the transaction may write, and the COPY names all of its
- *	  columns in order (or none).  CopyFrom reports every other case.
+ *	  inbox without triggers, row security or generated columns, and not a
+ *	  partition (whose constraint CopyFrom checks), the role may insert
+ *	  into it as a whole, the transaction may write, and the COPY names all
+ *	  of its columns in order (or none).  CopyFrom reports every other case.
  */
 static bool
 readable_here(Relation rel, List *attlist)
 {
 	Oid			relid = RelationGetRelid(rel);
 
-	return ShardloadIsInbox(rel) && rel->trigdesc == NULL && !XactReadOnly &&
+	/* the privilege first, as COPY checks it before it opens the wrapper */
+	return rel->rd_rel->relkind == RELKIND_FOREIGN_TABLE && !XactReadOnly &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK &&
+		ShardloadIsInbox(rel) && rel->trigdesc == NULL && !rel->rd_rel->relispartition &&
 		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED &&
 		all_columns(rel, attlist);
 }
@@ -280,13 +294,16 @@ all_columns(Relation rel, List *attlist)
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	ListCell   *cell = list_head(attlist);
 
-	if (attlist == NIL)
-		return true;
 	for (int i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
 
 		if (att->attisdropped)
+			continue;
+		/* COPY leaves a generated column out, and computes it */
+		if (att->attgenerated)
+			return false;
+		if (attlist == NIL)
 			continue;
 		if (cell == NULL || strcmp(strVal(lfirst(cell)), NameStr(att->attname)) != 0)
 			return false;

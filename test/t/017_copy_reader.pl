@@ -169,6 +169,63 @@ for my $case (sort keys %bad)
 is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE batch_key = 'bad'"),
 	'0', 'and no batch is left');
 
+# ==== unusual input: whatever COPY into a table makes of it ====
+# rows, count and errors alike, with the same options into the inbox and ref
+my %odd = (
+	'only carriage returns' => [ '', "30\t1\t1\t2026-01-01\ta\r31\t2\t1\t2026-01-01\tb\r" ],
+	'CRLF' => [ '', "32\t1\t1\t2026-01-01\ta\r\n33\t2\t1\t2026-01-01\tb\r\n" ],
+	'a backslash before the newline' => [ '', "34\t1\t1\t2026-01-01\ta\\\nb\n" ],
+	'no newline at the end' => [ '', "36\t1\t1\t2026-01-01\ta\n37\t2\t1\t2026-01-01\tb" ],
+	'a NULL marker with a backslash' =>
+	  [ q{WITH (NULL 'x\')}, "38\t1\t1\t2026-01-01\tx\\\n39\t2\t1\t2026-01-01\tx\\\n" ],
+	'a NULL marker that is the end-of-data marker' =>
+	  [ q{WITH (NULL '\.')}, "40\t1\t1\t2026-01-01\t\\.\n41\t2\t1\t2026-01-01\tb\n" ],
+	'a header, then a line in several messages' =>
+	  [ 'WITH (HEADER)', "h\th\th\th\th\n", "42\t1\t1\t2026-01-01\t" . ('z' x 50000) . "\n" ],);
+for my $case (sort keys %odd)
+{
+	my ($options, @content) = @{ $odd{$case} };
+	my $file = write_file('odd.txt', @content);
+	my ($key) = ($case =~ s/\W/-/gr);
+	my @inbox = psql_run("SET shardload.batch_key = 'odd-$key'",
+		"\\copy sales_inbox FROM '$file' $options");
+	my @table = psql_run('TRUNCATE ref', "\\copy ref FROM '$file' $options");
+	$inbox[2] =~ s/sales_inbox/TABLE/g;
+	$table[2] =~ s/\bref\b/TABLE/g;
+	$table[1] =~ s/^TRUNCATE TABLE\n//m;
+	$inbox[1] =~ s/^SET\n//m;
+	is("@inbox", "@table", "$case: as into a table");
+	next if $inbox[0] != 0;
+	$shards[ $_ - 1 ]->safe_psql('postgres', "TRUNCATE sales_region_$_") for 1 .. 2;
+	load_batch("odd-$key");
+	is(join(' ', map { digest($shards[ $_ - 1 ], "sales_region_$_") } 1 .. 2),
+		join(' ', map { digest($coord, "(SELECT * FROM ref WHERE region_id = $_)") } 1 .. 2),
+		"$case: the rows a table got");
+}
+
+# ==== cut off while a line is still coming in: the error names that line ====
+# (a client that sends the header and part of line 2, then waits)
+my $cut_script = write_file('cut.sh',
+	"printf 'sale_id\\tregion_id\\tsale_amount\\tsale_date\\tnote\\n50\\t1\\t1\\t2026-01-01\\t'\n",
+	"head -c 300000 /dev/zero | tr '\\0' w\n", "sleep 600 & echo \$! > $dir/cut.pid; wait\n");
+my $connstr = $coord->connstr('postgres');
+my $cut = IPC::Run::start([ 'bash', '-c',
+		"bash $cut_script | psql -X -d \"$connstr\" -c \"SET shardload.batch_key = 'cut'\" "
+		  . "-c '\\copy sales_inbox FROM pstdin WITH (HEADER)'" ],
+	'>', \my $cut_out, '2>', \my $cut_err);
+my $log_offset = -s $coord->logfile;
+ok($coord->poll_query_until('postgres',
+		"SELECT coalesce(max(bytes_processed), 0) > 100000 FROM pg_stat_progress_copy"),
+	'the COPY has part of its second line');
+$coord->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_progress_copy WHERE relid = 'sales_inbox'::regclass");
+kill 'TERM', slurp_file("$dir/cut.pid") =~ s/\s+//r;
+$cut->finish;
+ok($coord->wait_for_log(qr/FATAL:  terminating connection due to administrator command\n.*CONTEXT:  COPY sales_inbox, line 2\n/,
+		$log_offset), 'the error names line 2, as COPY would');
+is($coord->safe_psql('postgres', "SELECT count(*) FROM shardload.batches WHERE batch_key = 'cut'"),
+	'0', 'and leaves no batch');
+
 # ==== the end-of-data marker: what follows it is not read ====
 my $marker = write_file('marker.txt', $ok, "\\.\n", "14\t1\t1\t2026-01-01\tafter\n");
 ($rc, $out, $err) = psql_run(
