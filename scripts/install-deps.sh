@@ -18,8 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Optional: pg_cron for test/t/012_pg_cron.pl, pgloader for test/t/013_copy_path.pl
-# (and bench/run.sh); what is not packaged is skipped by its test
-for p in "postgresql-$v-cron" pgloader; do
+# (and bench/run.sh), psycopg for test/t/017_copy_reader.pl; what is not
+# packaged is skipped by its test
+for p in "postgresql-$v-cron" pgloader python3-psycopg; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" && continue
 	export DEBIAN_FRONTEND=noninteractive
 	{ apt-get install -y -qq --no-install-recommends "$p" ||

@@ -38,6 +38,7 @@ typedef struct Capture
 	int			nslices;
 	CaptureSlice *slices;
 	pg_cryptohash_ctx *hash;
+	StringInfoData to_hash;		/* lines not yet added to the hash */
 	StringInfoData line;
 	int64		rows;
 	MemoryContext context;		/* where the capture lives */
@@ -67,6 +68,7 @@ typedef struct Capture
 } Capture;
 
 #define CAPTURE_TICK_BYTES	(64 * 1024)
+#define CAPTURE_HASH_BYTES	(64 * 1024)
 
 extern Capture *ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 							  bool reject_mode);

@@ -235,6 +235,56 @@ my ($count, $count2) = map { /^(COPY \d+)$/m ? $1 : 'no COPY' } ($out, $out2);
 is("$rc $count", "$rc2 $count2", 'the marker ends the input as it does for a table');
 is("$rc $count", '0 COPY 1', 'after one row');
 
+# ==== a client library: psycopg's COPY, rows it escapes itself, and raw chunks of any size ====
+SKIP:
+{
+	skip 'python3-psycopg is not installed', 6
+	  if system('/usr/bin/python3 -c "import psycopg" 2>/dev/null') != 0;
+	my $script = write_file('psycopg_copy.py', <<'PY');
+import datetime, random, sys
+import psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+cur = conn.cursor()
+notes = ['plain', '', None, 'tab\there', 'new\nline', 'back\\slash', '\\N', 'cr\rx',
+         '\u00fcn\u00ef \u2713 \U0001D11E', '"q" \'s\'', 'x' * 70000, '\\.', '.\\']
+rows = [(60000 + i, i % 2 + 1, None if i % 7 == 0 else '%d.25' % i,
+         datetime.date(2026, 1, 1) + datetime.timedelta(days=i % 300),
+         'plain \u2713' if i < 3000 else notes[i % len(notes)]) for i in range(5000)]
+raw = ''.join('%d\t%d\t%d.5\t2026-01-%02d\t%s\n' % (70000 + i, i % 2 + 1, i, i % 28 + 1,
+              'plain' if i < 3000 else ['a\\tb', '\\N', 'c\\\\d', 'x'][i % 4])
+              for i in range(5000)).encode()
+for target in ('sales_inbox', 'ref'):
+    cur.execute("SET shardload.batch_key = 'psycopg-%n'")
+    with cur.copy('COPY %s FROM STDIN' % target) as copy:
+        for row in rows:
+            copy.write_row(row)
+    print(cur.statusmessage)
+    with cur.copy('COPY %s FROM STDIN' % target) as copy:
+        pos = 0
+        while pos < len(raw):
+            n = random.choice([1, 2, 7, 100, 5000, 70000])
+            copy.write(raw[pos:pos + n])
+            pos += n
+    print(cur.statusmessage)
+PY
+	$coord->safe_psql('postgres', 'TRUNCATE ref');
+	$shards[ $_ - 1 ]->safe_psql('postgres', "TRUNCATE sales_region_$_") for 1 .. 2;
+	my ($py_out, $py_err) = ('', '');
+	IPC::Run::run([ '/usr/bin/python3', $script, $coord->connstr('postgres') ],
+		'>', \$py_out, '2>', \$py_err);
+	is($py_out, "COPY 5000\nCOPY 5000\nCOPY 5000\nCOPY 5000\n", 'psycopg copies into the inbox and a table')
+	  or diag($py_err);
+	is(load_batch('psycopg-1'), 'succeeded 5000', 'the rows psycopg escaped load');
+	is(load_batch('psycopg-2'), 'succeeded 5000', 'the chunks psycopg sent load');
+	for my $i (1 .. 2)
+	{
+		is(digest($shards[ $i - 1 ], "sales_region_$i"),
+			digest($coord, "(SELECT * FROM ref WHERE region_id = $i)"),
+			"shard $i holds every row as COPY into a table stored it");
+	}
+	is($coord->safe_psql('postgres', "SELECT count(*) FROM ref"), '10000', 'every row, once');
+}
+
 # ==== a module that hooks utility statements before pg_shardload sees the COPY ====
 $coord->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_stat_statements,pg_shardload'");
 $coord->restart;
