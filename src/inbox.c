@@ -53,7 +53,6 @@ struct InboxBatch
 	char	  **values;
 };
 
-
 /*
  * How many inbox statements of this session have ended under a key: those
  * of committed transactions (statements), and those of the transaction in
@@ -505,29 +504,27 @@ inbox_insert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 {
 	InboxBatch *state = rinfo->ri_FdwState;
 	Capture    *cap = state->cap;
-	ShardloadRouter *router = cap->router;
 	CopyFromState copy = current_copy(rinfo->ri_RelationDesc);
 	MemoryContext old = MemoryContextSwitchTo(cap->row_context);
 	int64		line_no = cap->rows + 1;
+	const char *line = NULL;
 
+	/* the texts live in the row's memory, which the row's end resets */
 	slot_getallattrs(slot);
-	for (int i = 0; i < router->ncolumns; i++)
+	for (int i = 0; i < cap->router->ncolumns; i++)
 	{
 		int			att = state->inbox_column[i];
 
 		state->values[i] = slot->tts_isnull[att] ? NULL :
 			TextDatumGetCString(slot->tts_values[att]);
 	}
+	MemoryContextSwitchTo(old);
 	if (copy != NULL && !copy->opts.binary)
 	{
 		line_no = (int64) copy->cur_lineno;
-		cap->raw_line = copy->line_buf.data;
+		line = copy->line_buf.data;
 	}
-	ShardloadCaptureAddRow(cap, line_no, state->values, (Datum) 0,
-						   state->values[router->key_column] == NULL, false);
-	cap->raw_line = NULL;
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(cap->row_context);
+	ShardloadInboxAddFields(state, line_no, state->values, line, 0, false);
 	return slot;
 }
 
@@ -542,9 +539,10 @@ inbox_end(EState *estate, ResultRelInfo *rinfo)
 
 /*
  * ShardloadInboxAddFields
- *	  One row of a COPY read without CopyFrom (inbox_copy.c): its raw text
- *	  fields, in the inbox's column order, and its input line, which is
- *	  the row's COPY text as a payload holds it if copy_text is true.
+ *	  One row: its text fields, in the target's column order, and its input
+ *	  line if known (NULL: none), which is the row's COPY text as a payload
+ *	  holds it (line_len bytes) if copy_text is true.  Resets the capture's
+ *	  row memory.
  */
 void
 ShardloadInboxAddFields(InboxBatch *state, int64 line_no, char **fields, const char *line,
