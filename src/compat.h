@@ -27,6 +27,15 @@
 	CreateWaitEventSet(CurrentMemoryContext, (nevents))
 #endif
 
+/* A set that lives until FreeWaitEventSet, whatever ends meanwhile. */
+#if PG_VERSION_NUM >= 170000
+#define ShardloadCreateLastingWaitEventSet(nevents) \
+	CreateWaitEventSet(NULL, (nevents))
+#else
+#define ShardloadCreateLastingWaitEventSet(nevents) \
+	CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
 /* A backend's index in ProcGlobal->allProcs: MyProcNumber from 17 on. */
 #if PG_VERSION_NUM >= 170000
 #include "storage/procnumber.h"

@@ -8,8 +8,12 @@
  *	  look it up in the ledger, COPY its payload chunks, add its ledger row
  *	  and COMMIT.  Several slices for one server (a batch's partitions
  *	  there, or a runner's group of small batches) share one remote
- *	  transaction instead, each still with its ledger row; if anything in
- *	  it fails, it is rolled back and the slices go one by one.  A connection only gets more data once libpq has flushed
+ *	  transaction instead, each still with its ledger row: one ledger
+ *	  lookup for all of them, one COPY for each run of slices into the same
+ *	  table, and their ledger rows in one INSERT sent with the COMMIT, so
+ *	  that a group of small batches costs a few round trips, not a few per
+ *	  slice.  If anything in it fails, it is rolled back and the slices go
+ *	  one by one.  A connection only gets more data once libpq has flushed
  *	  what it had, so buffers stay bounded and a slow shard delays no other.
  *	  Failures are recorded per slice as data, never thrown: one shard's
  *	  error does not stop the others.
@@ -43,11 +47,12 @@ typedef enum StreamState
 	STREAM_PROBE,				/* does the ledger exist? */
 	STREAM_CREATE_LEDGER,
 	STREAM_SLICE_CHECK,			/* BEGIN; is the slice in the ledger? */
+	STREAM_GROUP_CHECK,			/* BEGIN; which of the slices are in it? */
 	STREAM_COPY_START,
 	STREAM_COPYING,
 	STREAM_COPY_END,
 	STREAM_COMMIT,				/* ledger row; COMMIT */
-	STREAM_SHARED_COMMIT,		/* COMMIT of slices sharing a transaction */
+	STREAM_SHARED_COMMIT,		/* ledger rows and COMMIT of a shared transaction */
 	STREAM_ROLLBACK,
 	STREAM_DONE
 } StreamState;
@@ -62,6 +67,22 @@ static struct
 	int			nshards;
 }			streaming;
 static bool exit_callback_registered = false;
+
+/*
+ * The stream's wait set: latch, postmaster death and the sockets of
+ * members[] (with the events each waits for), kept from one wait to the
+ * next while the members stay the same.  Making a set takes a system call
+ * per socket and two more: a group of small batches waits hundreds of
+ * times.
+ */
+static struct
+{
+	WaitEventSet *set;
+	int			nmembers;
+	StreamShard **members;
+	pgsocket   *sockets;
+	int		   *events;
+}			waiting;
 
 /* Data messages sent to one shard before the loop turns to the next. */
 #define MESSAGES_PER_TURN 16
@@ -115,10 +136,18 @@ static void fall_back(StreamShard *sh);
 static void one_by_one(StreamBatch *batch, StreamShard *sh);
 static void shared_committed(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static int	first_open(StreamShard *sh);
+static void start_group(StreamBatch *batch, StreamShard *sh);
+static void group_checked(StreamBatch *batch, StreamShard *sh, PGresult *res,
+						  ShardloadFailure *error);
+static void next_copy_run(StreamBatch *batch, StreamShard *sh);
+static void commit_group(StreamBatch *batch, StreamShard *sh);
+static bool next_in_run(StreamShard *sh);
 static void fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate);
 static ShardloadFailure *failure_from_result(const PGresult *res, ShardloadStage stage,
 											 const char *shard);
 static void wait_for_shards(StreamShard **shards, int nshards, long timeout);
+static WaitEventSet *wait_set_for(StreamShard **shards, int nshards);
+static void free_wait_set(void);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static LedgerSliceKey key_of(StreamBatch *batch, StreamSlice *slice);
@@ -186,6 +215,7 @@ ShardloadStreamBegin(StreamBatch *batch, StreamShard **shards, int nshards)
 	pgstat_progress_update_param(PROGRESS_BATCH_ID, batch->batch_id);
 	streaming.shards = shards;
 	streaming.nshards = nshards;
+	free_wait_set();
 	if (!exit_callback_registered)
 	{
 		before_shmem_exit(cancel_at_exit, (Datum) 0);
@@ -276,6 +306,7 @@ ShardloadStreamEnd(StreamShard **shards, int nshards)
 		close_shard(shards[i]);
 	streaming.shards = NULL;
 	streaming.nshards = 0;
+	free_wait_set();
 	pgstat_progress_end_command();
 	ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
 }
@@ -624,6 +655,11 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			}
 			if (sh->chunk && slice->nskip > 0)
 				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
+			if (sh->chunk == NULL && next_in_run(sh))
+			{
+				slice = sh->slices[sh->current];
+				continue;
+			}
 			if (sh->chunk == NULL)
 			{
 				rc = PQputCopyEnd(sh->conn, NULL);
@@ -749,6 +785,10 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			slice_checked(batch, sh, slice, res, error);
 			break;
 
+		case STREAM_GROUP_CHECK:
+			group_checked(batch, sh, res, error);
+			break;
+
 		case STREAM_COPY_START:
 			if (error)
 				copy_failed(batch, sh, slice, error);
@@ -761,6 +801,12 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 		case STREAM_COPY_END:
 			if (error)
 				copy_failed(batch, sh, slice, error);
+			else if (sh->in_txn)
+			{
+				/* a run of a shared transaction: its ledger rows come last */
+				slice->pending = true;
+				next_copy_run(batch, sh);
+			}
 			else
 				record_slice(batch, sh, slice);
 			break;
@@ -852,9 +898,8 @@ copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFa
 
 /*
  * record_slice
- *	  The slice is copied: add its ledger row, and COMMIT unless it shares a
- *	  transaction; then the next slice's ledger lookup rides in the same
- *	  round trip.
+ *	  A slice of its own transaction is copied: add its ledger row, and
+ *	  COMMIT (atomic: PREPARE) it with the rows.
  */
 static void
 record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice)
@@ -864,21 +909,12 @@ record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice)
 	char	   *sql = ShardloadLedgerRecordAndCommitSql(&key, slice->remote_table,
 														slice->rows - slice->nskip, slice->skip,
 														sh->ledger_reasons ? slice->skip_reasons : NULL,
-														slice->nskip, !sh->in_txn && gid_prefix == NULL);
-	int			next = sh->in_txn ? next_to_send(sh) : sh->nslices;
+														slice->nskip, gid_prefix == NULL);
 
 	/* atomic: the rows and the ledger row are prepared, not committed */
 	if (gid_prefix)
 		sql = psprintf("%s; PREPARE TRANSACTION %s", sql,
 					   quote_literal_cstr(psprintf("%s%d", gid_prefix, slice->slice_no)));
-	sh->chained = next < sh->nslices;
-	if (sh->chained)
-	{
-		LedgerSliceKey next_key = key_of(batch, sh->slices[next]);
-
-		sql = psprintf("%s; %s", sql,
-					   ShardloadLedgerBeginAndCheckSql(&next_key, sh->ledger_reasons, false));
-	}
 	send_query(sh, sql, STREAM_COMMIT);
 }
 
@@ -899,17 +935,14 @@ next_to_send(StreamShard *sh)
 
 /*
  * commit_done
- *	  The slice's ledger row and COMMIT are back (in a shared transaction:
- *	  its ledger row, and the next slice's lookup, res).  A duplicate ledger
- *	  key means another run of this batch committed the slice first.
+ *	  The slice's ledger row and COMMIT are back.  A duplicate ledger key
+ *	  means another run of this batch committed the slice first.
  */
 static void
 commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *res,
 			ShardloadFailure *error)
 {
-	if (error && sh->in_txn)
-		fall_back(sh);			/* one by one, which sorts out what it was */
-	else if (error && strcmp(error->sqlstate, "23505") == 0 &&
+	if (error && strcmp(error->sqlstate, "23505") == 0 &&
 		error->constraint && strcmp(error->constraint, SHARDLOAD_LEDGER_TABLE "_pkey") == 0 &&
 		error->schema && strcmp(error->schema, SHARDLOAD_LEDGER_SCHEMA) == 0)
 	{
@@ -918,27 +951,9 @@ commit_done(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult *r
 	}
 	else if (error)
 		fail_slice(sh, prepare_failure(slice, sh, error));
-	else if (sh->in_txn && sh->chained)
-	{
-		/* committed with the last slice; the next one's lookup is in res */
-		slice->pending = true;
-		sh->chained = false;
-		sh->current = next_to_send(sh);
-		if (sh->chunk)
-		{
-			pfree(sh->chunk);
-			sh->chunk = NULL;
-		}
-		sh->slices[sh->current]->sent_identity = sh->identity;
-		sh->state = STREAM_SLICE_CHECK;
-		slice_checked(batch, sh, sh->slices[sh->current], res, NULL);
-	}
 	else
 	{
-		/* in a shared transaction: committed with the last slice */
-		if (sh->in_txn)
-			slice->pending = true;
-		else if (slice->batch->gid_prefix)
+		if (slice->batch->gid_prefix)
 			slice->prepared = true;
 		else
 			slice->committed = true;
@@ -992,7 +1007,6 @@ one_by_one(StreamBatch *batch, StreamShard *sh)
 	sh->falling_back = false;
 	sh->shared = false;
 	sh->in_txn = false;
-	sh->chained = false;
 	for (int i = sh->shared_first; i < sh->nslices; i++)
 	{
 		StreamSlice *slice = sh->slices[i];
@@ -1008,13 +1022,19 @@ one_by_one(StreamBatch *batch, StreamShard *sh)
 
 /*
  * shared_committed
- *	  The COMMIT of the shared transaction is back: every slice in it is
- *	  committed; if it failed (a deferred check, say), nothing is, and the
- *	  slices go one by one.
+ *	  The ledger rows and COMMIT of the shared transaction are back: every
+ *	  slice in it is committed.  If they failed (a slice another run of its
+ *	  batch committed first, a deferred check), nothing is: the transaction
+ *	  is rolled back if still open, and the slices go one by one.
  */
 static void
 shared_committed(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 {
+	if (error && PQtransactionStatus(sh->conn) != PQTRANS_IDLE)
+	{
+		fall_back(sh);
+		return;
+	}
 	if (error)
 	{
 		one_by_one(batch, sh);
@@ -1206,24 +1226,181 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	}
 	if (sh->current >= sh->nslices)
 	{
-		if (sh->in_txn)
-		{
-			send_query(sh, "COMMIT", STREAM_SHARED_COMMIT);
-			return;
-		}
 		finish_shard(sh);
 		sh->state = STREAM_DONE;
 		return;
 	}
+	if (sh->shared)
+	{
+		start_group(batch, sh);
+		return;
+	}
 	key = slice_key(batch, sh);
 	sh->slices[sh->current]->sent_identity = sh->identity;
-	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons, !sh->in_txn),
+	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons, true),
 			   STREAM_SLICE_CHECK);
-	if (sh->shared && !sh->in_txn)
+}
+
+/*
+ * start_group
+ *	  Open the shared transaction from the current slice on, with one
+ *	  ledger lookup for all of its slices.
+ */
+static void
+start_group(StreamBatch *batch, StreamShard *sh)
+{
+	int64	   *batch_ids = palloc(sizeof(int64) * sh->nslices);
+	int			n = 0;
+
+	sh->in_txn = true;
+	sh->shared_first = sh->current;
+	for (int i = sh->current; i < sh->nslices; i++)
 	{
-		sh->in_txn = true;
-		sh->shared_first = sh->current;
+		StreamSlice *slice = sh->slices[i];
+
+		if (slice->failure == NULL && !slice->committed &&
+			(n == 0 || batch_ids[n - 1] != slice->batch->batch_id))
+			batch_ids[n++] = slice->batch->batch_id;
 	}
+	send_query(sh, ShardloadLedgerGroupCheckSql(batch->coordinator_id, batch_ids, n,
+												sh->ledger_reasons),
+			   STREAM_GROUP_CHECK);
+	pfree(batch_ids);
+}
+
+/*
+ * group_checked
+ *	  The lookup of a shared transaction's slices is back: the slices found
+ *	  in the ledger were loaded before (or were loaded with other content:
+ *	  then the slices go one by one, which fails that one); copy the rest.
+ */
+static void
+group_checked(StreamBatch *batch, StreamShard *sh, PGresult *res, ShardloadFailure *error)
+{
+	if (error)
+	{
+		fail_slice(sh, error);
+		return;
+	}
+	if (res == NULL || PQnfields(res) != 5)
+	{
+		fail_connection(sh, SHARDLOAD_STAGE_VERIFY, "08P01");
+		return;
+	}
+	for (int r = 0; r < PQntuples(res); r++)
+	{
+		int64		batch_id = pg_strtoint64(PQgetvalue(res, r, 0));
+		int			slice_no = pg_strtoint32(PQgetvalue(res, r, 1));
+
+		for (int i = sh->shared_first; i < sh->nslices; i++)
+		{
+			StreamSlice *slice = sh->slices[i];
+
+			if (slice->failure != NULL || slice->committed ||
+				slice->batch->batch_id != batch_id || slice->slice_no != slice_no)
+				continue;
+			sh->current = i;
+			if (!ledger_row_matches(batch, sh, PQgetvalue(res, r, 2), PQgetvalue(res, r, 3),
+									PQgetisnull(res, r, 4) ? NULL : PQgetvalue(res, r, 4)))
+				return;
+			slice->committed = slice->found_in_ledger = true;
+			break;
+		}
+	}
+	sh->current = sh->shared_first - 1;
+	next_copy_run(batch, sh);
+}
+
+/*
+ * next_copy_run
+ *	  In a shared transaction, COPY the next run of slices into the same
+ *	  table (the same COPY statement) as one; after the last, add their
+ *	  ledger rows and COMMIT.
+ */
+static void
+next_copy_run(StreamBatch *batch, StreamShard *sh)
+{
+	StreamSlice *first;
+
+	sh->current = next_to_send(sh);
+	if (sh->chunk)
+	{
+		pfree(sh->chunk);
+		sh->chunk = NULL;
+	}
+	if (sh->current >= sh->nslices)
+	{
+		commit_group(batch, sh);
+		return;
+	}
+	first = sh->slices[sh->current];
+	for (int i = sh->current; i < sh->nslices; i++)
+	{
+		StreamSlice *slice = sh->slices[i];
+
+		if (slice->failure != NULL || slice->committed)
+			continue;
+		if (strcmp(slice->copy_sql, first->copy_sql) != 0)
+			break;
+		slice->sent_identity = sh->identity;
+		sh->run_last = i;
+	}
+	send_query(sh, first->copy_sql, STREAM_COPY_START);
+}
+
+/*
+ * next_in_run
+ *	  The current slice's data is all sent: if the COPY carries more slices,
+ *	  the next of them becomes current (true); the sent one commits with the
+ *	  shared transaction.
+ */
+static bool
+next_in_run(StreamShard *sh)
+{
+	StreamSlice *next;
+
+	if (!sh->in_txn || sh->current >= sh->run_last ||
+		(sh->slices[sh->current]->batch->feed && !sh->slices[sh->current]->batch->feed->done))
+		return false;
+	sh->slices[sh->current]->pending = true;
+	sh->current = next_to_send(sh);
+	next = sh->slices[sh->current];
+	next->line_base = 0;
+	next->rows_sent = 0;
+	sh->chunk_no = 0;
+	sh->offset = 0;
+	return true;
+}
+
+/*
+ * commit_group
+ *	  Every slice of the shared transaction is copied: add their ledger
+ *	  rows in one INSERT and COMMIT, in one round trip.
+ */
+static void
+commit_group(StreamBatch *batch, StreamShard *sh)
+{
+	StringInfoData sql;
+	bool		first = true;
+
+	initStringInfo(&sql);
+	for (int i = sh->shared_first; i < sh->nslices; i++)
+	{
+		StreamSlice *slice = sh->slices[i];
+		LedgerSliceKey key;
+
+		if (!slice->pending)
+			continue;
+		key = key_of(batch, slice);
+		if (first)
+			ShardloadLedgerInsertStart(&sql, sh->ledger_reasons);
+		ShardloadLedgerInsertRow(&sql, first, &key, slice->remote_table,
+								 slice->rows - slice->nskip, slice->skip,
+								 slice->skip_reasons, slice->nskip, sh->ledger_reasons);
+		first = false;
+	}
+	appendStringInfoString(&sql, first ? "COMMIT" : "; COMMIT");
+	send_query(sh, sql.data, STREAM_SHARED_COMMIT);
 }
 
 /*
@@ -1320,17 +1497,11 @@ failure_from_result(const PGresult *res, ShardloadStage stage, const char *shard
  * wait_for_shards
  *	  Sleep until a shard's socket is ready (or a second has passed, or the
  *	  latch is set), then let interrupts in.
- *
- *	  The set is made anew for each wait, as WaitLatchOrSocket does (and so
- *	  postgres_fdw): sockets come and go (libpq may switch sockets while it
- *	  connects, finished shards drop out) and a set cannot lose a socket
- *	  before PostgreSQL 17.  It costs a few system calls per wait, against
- *	  a network round trip or a megabyte of COPY data.
  */
 static void
 wait_for_shards(StreamShard **shards, int nshards, long timeout)
 {
-	WaitEventSet *set = ShardloadCreateWaitEventSet(nshards + 2);
+	WaitEventSet *set = wait_set_for(shards, nshards);
 	WaitEvent  *events = palloc(sizeof(WaitEvent) * (nshards + 2));
 	TimestampTz now = GetCurrentTimestamp();
 	int			n;
@@ -1344,15 +1515,6 @@ wait_for_shards(StreamShard **shards, int nshards, long timeout)
 				timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, shards[i]->deadline), 0) + 1);
 	}
 
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (int i = 0; i < nshards; i++)
-	{
-		StreamShard *sh = shards[i];
-
-		if (sh->state != STREAM_DONE && sh->conn && sh->want)
-			AddWaitEventToSet(set, sh->want, PQsocket(sh->conn), NULL, sh);
-	}
 	n = WaitEventSetWait(set, timeout, events, nshards + 2, PG_WAIT_EXTENSION);
 	for (int i = 0; i < n; i++)
 	{
@@ -1361,9 +1523,88 @@ wait_for_shards(StreamShard **shards, int nshards, long timeout)
 		else if (events[i].user_data)
 			((StreamShard *) events[i].user_data)->ready |= events[i].events;
 	}
-	FreeWaitEventSet(set);
 	pfree(events);
 	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * wait_set_for
+ *	  The wait set for the shards that wait for their sockets now: the kept
+ *	  one, with the events changed where they did, if the same shards wait
+ *	  on the same sockets; else a new one.  A shard that connects always
+ *	  gets a new set: libpq may close its socket and open another, which
+ *	  may get the same number (a set cannot drop a socket before
+ *	  PostgreSQL 17).
+ */
+static WaitEventSet *
+wait_set_for(StreamShard **shards, int nshards)
+{
+	MemoryContext old;
+	int			n = 0;
+	bool		same = waiting.set != NULL;
+
+	for (int i = 0; i < nshards; i++)
+	{
+		StreamShard *sh = shards[i];
+
+		if (sh->state == STREAM_DONE || sh->conn == NULL || !sh->want)
+			continue;
+		if (sh->state == STREAM_CONNECTING || n >= waiting.nmembers ||
+			waiting.members[n] != sh || waiting.sockets[n] != PQsocket(sh->conn))
+			same = false;
+		n++;
+	}
+	if (same && n == waiting.nmembers)
+	{
+		for (int m = 0; m < n; m++)
+			if (waiting.events[m] != waiting.members[m]->want)
+			{
+				/* the latch and postmaster death come first */
+				ModifyWaitEvent(waiting.set, m + 2, waiting.members[m]->want, NULL);
+				waiting.events[m] = waiting.members[m]->want;
+			}
+		return waiting.set;
+	}
+
+	free_wait_set();
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	waiting.members = palloc(sizeof(StreamShard *) * Max(n, 1));
+	waiting.sockets = palloc(sizeof(pgsocket) * Max(n, 1));
+	waiting.events = palloc(sizeof(int) * Max(n, 1));
+	waiting.set = ShardloadCreateLastingWaitEventSet(nshards + 2);
+	MemoryContextSwitchTo(old);
+	AddWaitEventToSet(waiting.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(waiting.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < nshards; i++)
+	{
+		StreamShard *sh = shards[i];
+		int			m = waiting.nmembers;
+
+		if (sh->state == STREAM_DONE || sh->conn == NULL || !sh->want)
+			continue;
+		waiting.members[m] = sh;
+		waiting.sockets[m] = PQsocket(sh->conn);
+		waiting.events[m] = sh->want;
+		AddWaitEventToSet(waiting.set, sh->want, waiting.sockets[m], NULL, sh);
+		waiting.nmembers++;
+	}
+	return waiting.set;
+}
+
+/*
+ * free_wait_set
+ *	  Give the kept wait set back (its epoll descriptor).
+ */
+static void
+free_wait_set(void)
+{
+	if (waiting.set == NULL)
+		return;
+	FreeWaitEventSet(waiting.set);
+	pfree(waiting.members);
+	pfree(waiting.sockets);
+	pfree(waiting.events);
+	memset(&waiting, 0, sizeof(waiting));
 }
 
 /*
@@ -1444,6 +1685,7 @@ stage_of(int state)
 		case STREAM_CREATE_LEDGER:
 			return SHARDLOAD_STAGE_LEDGER;
 		case STREAM_SLICE_CHECK:
+		case STREAM_GROUP_CHECK:
 			return SHARDLOAD_STAGE_VERIFY;
 		case STREAM_COMMIT:
 		case STREAM_SHARED_COMMIT:

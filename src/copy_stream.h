@@ -89,7 +89,7 @@ typedef struct StreamShard
 	bool		in_txn;			/* that transaction is open */
 	int			shared_first;	/* its first slice */
 	bool		falling_back;	/* it is being rolled back: then one by one */
-	bool		chained;		/* the query in flight looks up the next slice too */
+	int			run_last;		/* the last slice of the COPY in flight */
 	bool		awaiting_feed;	/* its COPY waits for rows still being captured */
 	bool		can_prepare;	/* the shard allows prepared transactions */
 } StreamShard;

@@ -156,12 +156,87 @@ ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons, bool beg
 }
 
 /*
+ * ShardloadLedgerGroupCheckSql
+ *	  Opens the remote transaction of a group of slices and returns the
+ *	  ledger rows of their batches (batch_id, slice_no, then the columns of
+ *	  ShardloadLedgerBeginAndCheckSql): one round trip for the group.  The
+ *	  caller picks out its slices.
+ */
+char *
+ShardloadLedgerGroupCheckSql(const char *coordinator_id, int64 *batch_ids, int n,
+							 bool with_reasons)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "BEGIN; SELECT batch_id, slice_no, content_hash, skipped_lines::text, %s FROM "
+					 LEDGER_NAME " WHERE coordinator_id = %s AND batch_id = ANY ('{",
+					 with_reasons ? "pg_catalog.array_to_string(skipped_reasons, E'\\x1f')"
+					 : "NULL::text",
+					 quote_literal_cstr(coordinator_id));
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&sql, "%s" INT64_FORMAT, i > 0 ? "," : "", batch_ids[i]);
+	appendStringInfoString(&sql, "}'::pg_catalog.int8[])");
+	return sql.data;
+}
+
+/*
+ * ShardloadLedgerInsertStart
+ *	  Begins an INSERT of ledger rows into sql; ShardloadLedgerInsertRow
+ *	  adds each row.  with_reasons: the ledger has a column for reasons.
+ */
+void
+ShardloadLedgerInsertStart(StringInfo sql, bool with_reasons)
+{
+	appendStringInfo(sql, "INSERT INTO " LEDGER_NAME
+					 " (coordinator_id, batch_id, slice_no, target_table, content_hash, rows,"
+					 " skipped_lines%s) VALUES ",
+					 with_reasons ? ", skipped_reasons" : "");
+}
+
+/*
+ * ShardloadLedgerInsertRow
+ *	  One slice's ledger row (the next of the INSERT begun in sql).  With
+ *	  with_reasons, reasons (NULL: none known) hold why each skipped line
+ *	  was refused, so a record lost on the coordinator can be rebuilt with
+ *	  its reason.
+ */
+void
+ShardloadLedgerInsertRow(StringInfo sql, bool first, LedgerSliceKey *key,
+						 const char *remote_table, int64 rows, int64 *skipped,
+						 char **reasons, int nskipped, bool with_reasons)
+{
+	appendStringInfo(sql, "%s(%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT ", '{",
+					 first ? "" : ", ",
+					 quote_literal_cstr(key->coordinator_id), key->batch_id, key->slice_no,
+					 quote_literal_cstr(remote_table), quote_literal_cstr(key->content_hash),
+					 rows);
+	for (int i = 0; i < nskipped; i++)
+		appendStringInfo(sql, "%s" INT64_FORMAT, i > 0 ? "," : "", skipped[i]);
+	appendStringInfoString(sql, "}'");
+	if (with_reasons)
+	{
+		appendStringInfoString(sql, ", ARRAY[");
+		for (int i = 0; i < nskipped; i++)
+		{
+			/* 0x1f separates reasons when they are read back */
+			char	   *reason = pstrdup(reasons && reasons[i] ? reasons[i] : "");
+
+			for (char *c = reason; *c; c++)
+				if (*c == '\x1f')
+					*c = ' ';
+			appendStringInfo(sql, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(reason));
+		}
+		appendStringInfoString(sql, "]::text[]");
+	}
+	appendStringInfoChar(sql, ')');
+}
+
+/*
  * ShardloadLedgerRecordAndCommitSql
  *	  Adds the slice's ledger row and commits it with the copied rows
- *	  (commit; else the transaction stays open for more slices).
- *	  reasons (NULL if the ledger has no column for them) hold why each
- *	  skipped line was refused, so a record lost on the coordinator can be
- *	  rebuilt with its reason.
+ *	  (commit; else the transaction stays open).  reasons: as for
+ *	  ShardloadLedgerInsertRow, NULL if the ledger has no column for them.
  */
 char *
 ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table, int64 rows,
@@ -170,31 +245,10 @@ ShardloadLedgerRecordAndCommitSql(LedgerSliceKey *key, const char *remote_table,
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO " LEDGER_NAME
-					 " (coordinator_id, batch_id, slice_no, target_table, content_hash, rows,"
-					 " skipped_lines%s) VALUES (%s, " INT64_FORMAT ", %d, %s, %s, " INT64_FORMAT ", '{",
-					 reasons ? ", skipped_reasons" : "",
-					 quote_literal_cstr(key->coordinator_id), key->batch_id, key->slice_no,
-					 quote_literal_cstr(remote_table), quote_literal_cstr(key->content_hash),
-					 rows);
-	for (int i = 0; i < nskipped; i++)
-		appendStringInfo(&sql, "%s" INT64_FORMAT, i > 0 ? "," : "", skipped[i]);
-	appendStringInfoString(&sql, "}'");
-	if (reasons)
-	{
-		appendStringInfoString(&sql, ", ARRAY[");
-		for (int i = 0; i < nskipped; i++)
-		{
-			/* 0x1f separates reasons when they are read back */
-			char	   *reason = pstrdup(reasons[i] ? reasons[i] : "");
-
-			for (char *c = reason; *c; c++)
-				if (*c == '\x1f')
-					*c = ' ';
-			appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(reason));
-		}
-		appendStringInfoString(&sql, "]::text[]");
-	}
-	appendStringInfoString(&sql, commit ? "); COMMIT" : ")");
+	ShardloadLedgerInsertStart(&sql, reasons != NULL);
+	ShardloadLedgerInsertRow(&sql, true, key, remote_table, rows, skipped, reasons, nskipped,
+							 reasons != NULL);
+	if (commit)
+		appendStringInfoString(&sql, "; COMMIT");
 	return sql.data;
 }

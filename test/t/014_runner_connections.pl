@@ -134,4 +134,116 @@ is($coord->safe_psql('postgres',
 		"SELECT count(*) FROM shardload.attempts a JOIN shardload.batches b USING (batch_id) WHERE b.batch_key LIKE 'group-%'"),
 	'6', 'one attempt each');
 
+# ==== a group whose COMMIT reply never came: found in the ledger ====
+# shard 1 waits for a synchronous standby that does not exist: the group's
+# rows and ledger rows commit there, but the reply never comes.  The
+# attempt gives up (progress_timeout), its cancel ends the wait, and the
+# retry finds every slice of the group in the ledger: loaded once.
+$shards[0]->safe_psql('postgres', q{
+	ALTER TABLE sales_region_1 DROP CONSTRAINT not_3014;
+	ALTER SYSTEM SET wal_level = replica;
+	ALTER SYSTEM SET max_wal_senders = 2;
+	ALTER SYSTEM SET synchronous_standby_names = 'nobody';
+});
+$shards[0]->restart;
+# the checkpointer tells the backends to wait for the standby: make it now
+$shards[0]->safe_psql('postgres', 'CHECKPOINT');
+$coord->safe_psql('postgres', q{
+	ALTER SYSTEM SET shardload.progress_timeout = '3s';
+	SELECT pg_reload_conf();
+	INSERT INTO shardload.retry_policy (policy_name, base_delay, max_delay, jitter_ratio)
+	VALUES ('regress_lost', '3 seconds', '3 seconds', 0);
+});
+$sql = "BEGIN;\n";
+for my $k (0 .. 4)
+{
+	$sql .= "SELECT shardload.submit('sales', 'lost-$k', "
+	  . "'SELECT sale_id + 4000, region_id, sale_amount, sale_date, note FROM staging "
+	  . "WHERE region_id = 1 AND sale_id BETWEEN " . ($k * 4 + 1) . " AND " . ($k * 4 + 4)
+	  . "', policy => 'regress_lost');\n";
+}
+$coord->safe_psql('postgres', $sql . "COMMIT;");
+ok($coord->poll_query_until('postgres',
+		"SELECT count(*) = 5 FROM shardload.batches WHERE batch_key LIKE 'lost-%' AND state = 'succeeded'"),
+	'the five batches succeeded');
+$shards[0]->safe_psql('postgres', q{
+	ALTER SYSTEM RESET synchronous_standby_names;
+	SELECT pg_reload_conf();
+});
+$shards[0]->safe_psql('postgres', 'CHECKPOINT');
+is($coord->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT a.attempt || ':' || coalesce(a.sqlstate, '-') || ':' || coalesce(a.failure_type, '-'), ',') "
+		  . "FROM shardload.attempts a JOIN shardload.batches b USING (batch_id) WHERE b.batch_key LIKE 'lost-%'"),
+	'1:57014:TRANSIENT,2:-:-', 'first attempts timed out (TRANSIENT), second ones succeeded');
+is($shards[0]->safe_psql('postgres',
+		'SELECT count(*) || \' \' || count(DISTINCT sale_id) FROM sales_region_1 WHERE sale_id BETWEEN 4001 AND 4020'),
+	'10 10', 'shard 1 holds the rows of the five batches once');
+is($shards[0]->safe_psql('postgres',
+		"SELECT count(*) FROM shardload_ledger.slices l WHERE l.batch_id IN ("
+		  . join(',', split(/\n/, $coord->safe_psql('postgres',
+				"SELECT batch_id FROM shardload.batches WHERE batch_key LIKE 'lost-%'"))) . ")"),
+	'5', 'one ledger row each');
+$coord->safe_psql('postgres', q{
+	ALTER SYSTEM RESET shardload.progress_timeout;
+	SELECT pg_reload_conf();
+});
+
+# ==== a cloned coordinator: slices in the ledger with other content ====
+# twin_b is a copy of twin_a, so it has the same coordinator id and hands
+# out the same batch ids.  twin_a loads two batches; twin_b's first two
+# batches (other rows) collide with them in the ledger.  In one group with
+# two more, they fail alone (SL002) and the others load.
+$coord->safe_psql('postgres', 'CREATE DATABASE twin_a');
+my ($h1, $p1) = ($shards[0]->host, $shards[0]->port);
+$coord->safe_psql('twin_a', qq{
+	CREATE EXTENSION pg_shardload CASCADE;
+	CREATE TABLE sales (sale_id bigint, region_id int NOT NULL, sale_amount numeric(10,2),
+		sale_date date NOT NULL, note text) PARTITION BY LIST (region_id);
+	CREATE SERVER shard_1 FOREIGN DATA WRAPPER postgres_fdw
+		OPTIONS (host '$h1', port '$p1', dbname 'postgres');
+	CREATE USER MAPPING FOR CURRENT_USER SERVER shard_1;
+	CREATE FOREIGN TABLE sales_region_1 PARTITION OF sales FOR VALUES IN (1) SERVER shard_1
+		OPTIONS (schema_name 'public', table_name 'sales_region_1');
+	CREATE TABLE staging AS SELECT g::bigint AS sale_id, 1 AS region_id,
+		1.5::numeric(10,2) AS sale_amount, date '2026-11-30' AS sale_date, 'twin ' || g AS note
+		FROM generate_series(1, 40) g;
+});
+$coord->safe_psql('postgres', 'CREATE DATABASE twin_b TEMPLATE twin_a');
+for my $k (0 .. 1)
+{
+	my $id = $coord->safe_psql('twin_a',
+		"SELECT shardload.submit('sales', 'a-$k', 'SELECT sale_id + 5000, region_id, sale_amount, sale_date, note "
+		  . "FROM staging WHERE sale_id BETWEEN " . ($k * 4 + 1) . " AND " . ($k * 4 + 4) . "')");
+	$coord->safe_psql('twin_a', "CALL shardload.run($id)");
+}
+is($coord->safe_psql('twin_a', "SELECT string_agg(batch_id || ':' || state, ',' ORDER BY batch_id) FROM shardload.batches"),
+	$coord->safe_psql('twin_a', "SELECT string_agg(batch_id || ':succeeded', ',' ORDER BY batch_id) FROM shardload.batches"),
+	'twin_a loaded its two batches');
+$coord->append_conf('postgresql.conf', "shardload.database = 'twin_b'\n");
+$coord->restart;
+$sql = "BEGIN;\n";
+for my $k (0 .. 3)
+{
+	$sql .= "SELECT shardload.submit('sales', 'b-$k', 'SELECT sale_id + 6000, region_id, sale_amount, sale_date, note "
+	  . "FROM staging WHERE sale_id BETWEEN " . ($k * 4 + 1) . " AND " . ($k * 4 + 4) . "');\n";
+}
+$coord->safe_psql('twin_b', $sql . "COMMIT;");
+ok($coord->poll_query_until('twin_b',
+		"SELECT count(*) = 4 FROM shardload.batches WHERE state IN ('succeeded', 'quarantined')"),
+	'twin_b ran its four batches');
+is($coord->safe_psql('twin_b',
+		"SELECT string_agg(b.batch_key || ':' || b.state || ':' || b.attempts || ':' || coalesce(a.sqlstate, '-'), ',' ORDER BY b.batch_key) "
+		  . "FROM shardload.batches b JOIN shardload.attempts a USING (batch_id)"),
+	'b-0:quarantined:1:SL002,b-1:quarantined:1:SL002,b-2:succeeded:1:-,b-3:succeeded:1:-',
+	'the two that collide are quarantined with SL002, the other two load, one attempt each');
+like($coord->safe_psql('twin_b',
+		"SELECT a.primary_message || ' / ' || a.hint FROM shardload.attempts a JOIN shardload.batches b USING (batch_id) WHERE b.batch_key = 'b-0'"),
+	qr/^slice \d+ of batch \d+ is in the ledger of server "shard_1" with other content \/ Was the coordinator's database restored or cloned\?/,
+	'saying the ledger row was made for other content');
+is($shards[0]->safe_psql('postgres',
+		'SELECT count(*) FILTER (WHERE sale_id BETWEEN 5001 AND 5008) || \' \' '
+		  . '|| count(*) FILTER (WHERE sale_id BETWEEN 6001 AND 6008) || \' \' '
+		  . '|| count(*) FILTER (WHERE sale_id BETWEEN 6009 AND 6016) FROM sales_region_1'),
+	'8 0 8', 'shard 1 holds twin_a\'s rows and those of twin_b\'s other two batches, once');
+
 done_testing();
