@@ -70,7 +70,7 @@ typedef struct ShardloadGroup
 	ShardloadStage stage;		/* where the stream is, for caught errors */
 } ShardloadGroup;
 
-extern void ShardloadRecordOutcomesBegin(RunState **rs, int n);
+extern void ShardloadRecordOutcomes(RunState **rs, int n);
 extern void ShardloadRecordOutcome(RunState *rs);
 extern void ShardloadLoadGroupStep(void *arg);
 

@@ -640,8 +640,7 @@ record_finish(DirectLoad *d)
 		for (int i = 0; i < rs.nslices; i++)
 			rs.slices[i].committed = rs.slices[i].prepared;
 	}
-	ShardloadRecordOutcomesBegin((RunState *[]) {&rs}, 1);
-	ShardloadRecordOutcome(&rs);
+	ShardloadRecordOutcomes((RunState *[]) {&rs}, 1);
 	SPI_commit();
 	XLogFlush(XactLastCommitEnd);
 }

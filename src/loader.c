@@ -53,6 +53,7 @@
 #include "connection.h"
 #include "copy_stream.h"
 #include "direct_load.h"
+#include "group_catalog.h"
 #include "metadata.h"
 #include "payload.h"
 #include "pg_shardload.h"
@@ -67,8 +68,11 @@
 #define GROUP_MAX_ROWS	10000
 
 static void run_locked(int64 *ids, bool *locked, int n, bool runner);
-static RunState *begin_attempt_caught(int64 batch_id);
-static void begin_attempt_step(void *arg);
+static void begin_group(int64 *ids, bool *locked, int n, RunState **rs);
+static RunState *check_attempt_caught(int64 batch_id);
+static void check_attempt_step(void *arg);
+static void finish_begin_caught(RunState *rs);
+static void finish_begin_step(void *arg);
 static int	group_with(RunState **rs, int n, int first, bool *loaded, RunState **members);
 static bool defer_for_open_circuit(ShardloadBatch *batch);
 static void commit_step(bool runner);
@@ -79,6 +83,9 @@ static volatile sig_atomic_t attempt_timed_out = false;
 static void attempt_timeout_handler(void);
 static void disarm_attempt_timeout(void);
 static RunState *begin_attempt(int64 batch_id);
+static RunState *check_attempt(int64 batch_id);
+static void mark_running(RunState *rs);
+static void finish_begin(RunState *rs);
 static void begin_atomic(RunState *rs);
 static void recover_direct(RunState *rs);
 static ShardloadFailure *unresolved_failure(RunState *rs, char *unresolved);
@@ -178,9 +185,10 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 	bool	   *loaded = palloc0(sizeof(bool) * n);
 	ErrorData  *cancel = NULL;
 
-	for (int i = 0; i < n; i++)
-		if (locked[i])
-			rs[i] = n == 1 ? begin_attempt(ids[i]) : begin_attempt_caught(ids[i]);
+	if (n == 1)
+		rs[0] = locked[0] ? begin_attempt(ids[0]) : NULL;
+	else
+		begin_group(ids, locked, n, rs);
 	commit_step(runner);
 	/* an atomic attempt's row must be durable before anything is PREPAREd */
 	for (int i = 0; i < n; i++)
@@ -225,13 +233,7 @@ run_locked(int64 *ids, bool *locked, int n, bool runner)
 	commit_step(runner);
 	end_atomic_groups(rs, n, runner, &cancel);
 
-	ShardloadRecordOutcomesBegin(rs, n);
-	for (int i = 0; i < n; i++)
-	{
-		if (rs[i] == NULL)
-			continue;
-		ShardloadRecordOutcome(rs[i]);
-	}
+	ShardloadRecordOutcomes(rs, n);
 	commit_step(runner);
 	if (cancel)
 		ReThrowError(cancel);
@@ -347,19 +349,38 @@ group_with(RunState **rs, int n, int first, bool *loaded, RunState **members)
 }
 
 /*
- * begin_attempt_caught
- *	  begin_attempt for one of a runner's batches: an error (the batch was
+ * begin_group
+ *	  The begin step of a runner's group (rs[i]: NULL if there is nothing
+ *	  to do): each batch checked on its own, so that one cancelled or
+ *	  purged since the claim is skipped alone; the attempts recorded all
+ *	  at once; then what each attempt does before it loads.
+ */
+static void
+begin_group(int64 *ids, bool *locked, int n, RunState **rs)
+{
+	for (int i = 0; i < n; i++)
+		if (locked[i])
+			rs[i] = check_attempt_caught(ids[i]);
+	ShardloadGroupMarkRunning(rs, n);
+	for (int i = 0; i < n; i++)
+		if (rs[i] != NULL)
+			finish_begin_caught(rs[i]);
+}
+
+/*
+ * check_attempt_caught
+ *	  check_attempt for one of a runner's batches: an error (the batch was
  *	  cancelled or purged since the claim) skips only this batch.
  */
 static RunState *
-begin_attempt_caught(int64 batch_id)
+check_attempt_caught(int64 batch_id)
 {
 	struct
 	{
 		int64		batch_id;
 		RunState   *rs;
 	}			step = {batch_id, NULL};
-	ErrorData  *edata = ShardloadTryStep(begin_attempt_step, &step, false);
+	ErrorData  *edata = ShardloadTryStep(check_attempt_step, &step, false);
 
 	if (edata == NULL)
 		return step.rs;
@@ -369,7 +390,7 @@ begin_attempt_caught(int64 batch_id)
 }
 
 static void
-begin_attempt_step(void *arg)
+check_attempt_step(void *arg)
 {
 	struct
 	{
@@ -377,7 +398,27 @@ begin_attempt_step(void *arg)
 		RunState   *rs;
 	}		   *step = arg;
 
-	step->rs = begin_attempt(step->batch_id);
+	step->rs = check_attempt(step->batch_id);
+}
+
+/*
+ * finish_begin_caught
+ *	  finish_begin for one of a runner's attempts, recorded as running
+ *	  already: an error becomes the attempt's failure.
+ */
+static void
+finish_begin_caught(RunState *rs)
+{
+	ErrorData  *edata = ShardloadTryStep(finish_begin_step, rs, false);
+
+	if (edata != NULL)
+		rs->failure = ShardloadFailureFromError(edata, SHARDLOAD_STAGE_CONNECT, NULL);
+}
+
+static void
+finish_begin_step(void *arg)
+{
+	finish_begin((RunState *) arg);
 }
 
 /*
@@ -400,6 +441,8 @@ commit_step(bool runner)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* now() of the next step is its own start (committed_at, say) */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
@@ -413,11 +456,27 @@ commit_step(bool runner)
 static RunState *
 begin_attempt(int64 batch_id)
 {
+	RunState   *rs = check_attempt(batch_id);
+
+	if (rs == NULL)
+		return NULL;
+	mark_running(rs);
+	finish_begin(rs);
+	return rs;
+}
+
+/*
+ * check_attempt
+ *	  Check the caller may run the batch and that it can run; the attempt
+ *	  it would be, or NULL when there is nothing to do.  Writes nothing but
+ *	  a deferral (an open circuit).
+ */
+static RunState *
+check_attempt(int64 batch_id)
+{
 	ShardloadCatalogSession session;
 	ShardloadBatch *batch;
 	RunState   *rs;
-	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
-	Datum		values[3];
 
 	ShardloadCatalogBegin(&session);
 	batch = ShardloadBatchFetch(&session, batch_id, true);
@@ -455,7 +514,22 @@ begin_attempt(int64 batch_id)
 	rs->batch = batch;
 	rs->stage = SHARDLOAD_STAGE_ROUTE;
 	rs->attempt = batch->attempts + 1;
-	values[0] = Int64GetDatum(batch_id);
+	return rs;
+}
+
+/*
+ * mark_running
+ *	  Count the attempt and record it as running (ShardloadGroupMarkRunning
+ *	  does the same for a group).
+ */
+static void
+mark_running(RunState *rs)
+{
+	ShardloadCatalogSession session;
+	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(rs->batch->batch_id);
 	values[1] = Int32GetDatum(rs->attempt);
 	values[2] = Int32GetDatum(MyProcPid);
 
@@ -483,13 +557,26 @@ begin_attempt(int64 batch_id)
 					 " WHERE s.batch_id = $1 AND s.shard_identity IS NULL AND s.state <> 'committed'"
 					 " AND st.server = s.shard AND st.identity IS NOT NULL",
 					 1, argtypes, values, NULL);
+	ShardloadCatalogEnd(&session);
+}
+
+/*
+ * finish_begin
+ *	  What a counted attempt does before it loads: prepared slices that
+ *	  earlier attempts left behind are ended first.
+ */
+static void
+finish_begin(RunState *rs)
+{
+	ShardloadCatalogSession session;
+
+	ShardloadCatalogBegin(&session);
 	rs->coordinator_id = ShardloadCoordinatorId(&session);
 	ShardloadCatalogEnd(&session);
-	if (batch->atomic)
+	if (rs->batch->atomic)
 		begin_atomic(rs);
 	else
 		recover_direct(rs);
-	return rs;
 }
 
 /*

@@ -17,6 +17,7 @@
 #include "attempt.h"
 #include "circuit.h"
 #include "classify.h"
+#include "group_catalog.h"
 #include "metadata.h"
 #include "route_check.h"
 
@@ -29,6 +30,8 @@
 static List *group_memo = NIL;
 
 static void record_circuits(RunState *rs);
+static bool succeeded(RunState *rs);
+static void record_outcomes_begin(RunState **rs, int n);
 static bool memo_has(const char *key);
 static void memo_set(const char *key, bool on);
 static int	record_slices(RunState *rs, ShardloadCatalogSession *session,
@@ -97,15 +100,61 @@ record_circuits(RunState *rs)
 }
 
 /*
- * ShardloadRecordOutcomesBegin
+ * ShardloadRecordOutcomes
+ *	  The record step of a group (or of one attempt): rs[0..n-1], NULLs
+ *	  allowed.  The attempts of a group that succeeded are written all at
+ *	  once (group_catalog.c), the others one by one.
+ */
+void
+ShardloadRecordOutcomes(RunState **rs, int n)
+{
+	RunState  **done = palloc(sizeof(RunState *) * Max(n, 1));
+	int			ndone = 0;
+
+	record_outcomes_begin(rs, n);
+	for (int i = 0; i < n; i++)
+	{
+		if (rs[i] == NULL)
+			continue;
+		if (n > 1 && succeeded(rs[i]))
+		{
+			record_circuits(rs[i]);
+			done[ndone++] = rs[i];
+		}
+		else
+			ShardloadRecordOutcome(rs[i]);
+	}
+	if (ndone > 0)
+		ShardloadGroupRecordSucceeded(done, ndone);
+}
+
+/*
+ * succeeded
+ *	  The attempt succeeded: no failure, every slice committed (now or
+ *	  before).  An atomic batch is recorded alone.
+ */
+static bool
+succeeded(RunState *rs)
+{
+	if (rs->failure != NULL || rs->batch->atomic)
+		return false;
+	for (int i = 0; i < rs->nslices; i++)
+		if (rs->slices[i].failure != NULL || rs->slices[i].deferred ||
+			!(rs->slices[i].committed || rs->slices[i].was_committed))
+			return false;
+	return true;
+}
+
+/*
+ * record_outcomes_begin
  *	  The record step of a group (or of one attempt, rs[0..n-1], NULLs
  *	  allowed) begins: nothing is written yet in its transaction.  The
  *	  servers' rows of shardload.shard_state are locked first, in name
  *	  order, so that two runners recording groups over the same servers
  *	  cannot deadlock.
  */
-void
-ShardloadRecordOutcomesBegin(RunState **rs, int n)
+static void
+record_outcomes_begin(RunState **rs, int n)
 {
 	ShardloadCatalogSession session;
 	List	   *servers = NIL;

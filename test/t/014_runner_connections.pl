@@ -65,6 +65,22 @@ ok($coord->poll_query_until('postgres',
 is($coord->safe_psql('postgres',
 		"SELECT max(attempts) FROM shardload.batches WHERE batch_key LIKE 'turn-%'"),
 	'1', 'each on its first attempt');
+# a group's records (written for all its batches at once) are those of one
+# attempt: rows loaded, the attempt's end, each slice where it went
+is($coord->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE b.rows_loaded = 20 AND b.rows_rejected = 0
+	         AND b.finished_at IS NOT NULL AND b.next_attempt_at IS NULL
+	         AND b.last_failure_type IS NULL) || ' ' ||
+	       count(*) FILTER (WHERE a.status = 'succeeded' AND a.next_action = 'NONE'
+	         AND a.finished_at >= a.started_at AND a.sqlstate IS NULL AND a.stage IS NULL) || ' ' ||
+	       (SELECT count(*) FROM shardload.slices s JOIN shardload.batches sb USING (batch_id)
+	         WHERE sb.batch_key LIKE 'turn-%' AND s.state = 'committed'
+	         AND s.committed_at >= (SELECT started_at FROM shardload.attempts x
+	                                WHERE x.batch_id = s.batch_id AND x.attempt = 1)
+	         AND s.shard IS NOT NULL)
+	FROM shardload.batches b JOIN shardload.attempts a USING (batch_id)
+	WHERE b.batch_key LIKE 'turn-%'}),
+	'20 20 40', 'each batch, attempt and slice is recorded as one attempt records it');
 for my $i (1 .. 2)
 {
 	# alice's batches are the even ones: sale_id 1-20, 41-60, ...
