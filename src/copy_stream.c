@@ -137,6 +137,7 @@ static void one_by_one(StreamBatch *batch, StreamShard *sh);
 static void shared_committed(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
 static int	first_open(StreamShard *sh);
 static void start_group(StreamBatch *batch, StreamShard *sh);
+static void sort_by_table(StreamShard *sh);
 static void group_checked(StreamBatch *batch, StreamShard *sh, PGresult *res,
 						  ShardloadFailure *error);
 static void next_copy_run(StreamBatch *batch, StreamShard *sh);
@@ -816,6 +817,11 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			break;
 
 		case STREAM_SHARED_COMMIT:
+			/* a COMMIT answered ROLLBACK committed nothing */
+			if (error == NULL && (res == NULL || strcmp(PQcmdStatus(res), "COMMIT") != 0))
+				error = ShardloadFailureMake(SHARDLOAD_STAGE_COMMIT, sh->params->servername, "40000",
+											 "the shared transaction was rolled back at COMMIT",
+											 NULL, NULL);
 			shared_committed(batch, sh, error);
 			break;
 
@@ -857,10 +863,7 @@ slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult 
 								PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2)))
 			return;
 		slice->committed = slice->found_in_ledger = true;
-		if (sh->in_txn)
-			start_next_slice(batch, sh);
-		else
-			send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
+		send_query(sh, "ROLLBACK", STREAM_ROLLBACK);
 	}
 	else
 		send_query(sh, slice->copy_sql, STREAM_COPY_START);
@@ -890,6 +893,12 @@ start_copying(StreamShard *sh, StreamSlice *slice)
 static void
 copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, ShardloadFailure *error)
 {
+	/* a shared run's line numbers span its slices: one by one tells */
+	if (sh->in_txn)
+	{
+		fall_back(sh);
+		return;
+	}
 	if (try_reject(batch, sh, error))
 		return;
 	ShardloadStreamNameInputLine(slice->batch, slice, error);
@@ -1237,8 +1246,7 @@ start_next_slice(StreamBatch *batch, StreamShard *sh)
 	}
 	key = slice_key(batch, sh);
 	sh->slices[sh->current]->sent_identity = sh->identity;
-	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons, true),
-			   STREAM_SLICE_CHECK);
+	send_query(sh, ShardloadLedgerBeginAndCheckSql(&key, sh->ledger_reasons), STREAM_SLICE_CHECK);
 }
 
 /*
@@ -1254,18 +1262,46 @@ start_group(StreamBatch *batch, StreamShard *sh)
 
 	sh->in_txn = true;
 	sh->shared_first = sh->current;
+	sort_by_table(sh);
 	for (int i = sh->current; i < sh->nslices; i++)
 	{
 		StreamSlice *slice = sh->slices[i];
 
-		if (slice->failure == NULL && !slice->committed &&
-			(n == 0 || batch_ids[n - 1] != slice->batch->batch_id))
+		if (slice->failure != NULL || slice->committed)
+			continue;
+		/* it may go there now (or be found there) */
+		slice->sent_identity = sh->identity;
+		if (n == 0 || batch_ids[n - 1] != slice->batch->batch_id)
 			batch_ids[n++] = slice->batch->batch_id;
 	}
 	send_query(sh, ShardloadLedgerGroupCheckSql(batch->coordinator_id, batch_ids, n,
 												sh->ledger_reasons),
 			   STREAM_GROUP_CHECK);
 	pfree(batch_ids);
+}
+
+/*
+ * sort_by_table
+ *	  Order the shared transaction's slices by their COPY statement (their
+ *	  remote table), keeping their order otherwise, so that each table gets
+ *	  one COPY: a runner's group of batches with two partitions on this
+ *	  server makes two runs, not two per batch.
+ */
+static void
+sort_by_table(StreamShard *sh)
+{
+	for (int i = sh->shared_first + 1; i < sh->nslices; i++)
+	{
+		StreamSlice *slice = sh->slices[i];
+		int			j = i;
+
+		while (j > sh->shared_first && strcmp(sh->slices[j - 1]->copy_sql, slice->copy_sql) > 0)
+		{
+			sh->slices[j] = sh->slices[j - 1];
+			j--;
+		}
+		sh->slices[j] = slice;
+	}
 }
 
 /*
@@ -1342,7 +1378,6 @@ next_copy_run(StreamBatch *batch, StreamShard *sh)
 			continue;
 		if (strcmp(slice->copy_sql, first->copy_sql) != 0)
 			break;
-		slice->sent_identity = sh->identity;
 		sh->run_last = i;
 	}
 	send_query(sh, first->copy_sql, STREAM_COPY_START);
@@ -1359,8 +1394,7 @@ next_in_run(StreamShard *sh)
 {
 	StreamSlice *next;
 
-	if (!sh->in_txn || sh->current >= sh->run_last ||
-		(sh->slices[sh->current]->batch->feed && !sh->slices[sh->current]->batch->feed->done))
+	if (!sh->in_txn || sh->current >= sh->run_last)
 		return false;
 	sh->slices[sh->current]->pending = true;
 	sh->current = next_to_send(sh);
@@ -1568,10 +1602,10 @@ wait_set_for(StreamShard **shards, int nshards)
 
 	free_wait_set();
 	old = MemoryContextSwitchTo(TopMemoryContext);
+	waiting.set = ShardloadCreateLastingWaitEventSet(nshards + 2);
 	waiting.members = palloc(sizeof(StreamShard *) * Max(n, 1));
 	waiting.sockets = palloc(sizeof(pgsocket) * Max(n, 1));
 	waiting.events = palloc(sizeof(int) * Max(n, 1));
-	waiting.set = ShardloadCreateLastingWaitEventSet(nshards + 2);
 	MemoryContextSwitchTo(old);
 	AddWaitEventToSet(waiting.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(waiting.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -1598,12 +1632,14 @@ wait_set_for(StreamShard **shards, int nshards)
 static void
 free_wait_set(void)
 {
-	if (waiting.set == NULL)
-		return;
-	FreeWaitEventSet(waiting.set);
-	pfree(waiting.members);
-	pfree(waiting.sockets);
-	pfree(waiting.events);
+	if (waiting.set != NULL)
+		FreeWaitEventSet(waiting.set);
+	if (waiting.members != NULL)
+		pfree(waiting.members);
+	if (waiting.sockets != NULL)
+		pfree(waiting.sockets);
+	if (waiting.events != NULL)
+		pfree(waiting.events);
 	memset(&waiting, 0, sizeof(waiting));
 }
 

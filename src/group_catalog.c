@@ -35,11 +35,11 @@ static void column_arg(ShardloadArgs *args, ColumnValues *col);
 
 /*
  * ShardloadGroupMarkRunning
- *	  For each attempt in rs (NULLs skipped), as begin_attempt does for
- *	  one: an attempt still "running" ended without its outcome (we hold
- *	  the batch's lock), the batch is running this attempt, the attempt's
- *	  row, and each slice still to load pinned to the database its server
- *	  reached last.
+ *	  For each attempt in rs (NULLs and atomic batches, which write their
+ *	  own, skipped), as mark_running in loader.c does for one: an attempt
+ *	  still "running" ended without its outcome (we hold the batch's lock),
+ *	  the batch is running this attempt, the attempt's row, and each slice
+ *	  still to load pinned to the database its server reached last.
  */
 void
 ShardloadGroupMarkRunning(RunState **rs, int n)
@@ -52,7 +52,7 @@ ShardloadGroupMarkRunning(RunState **rs, int n)
 	column_init(&batch_ids, INT8OID, n);
 	column_init(&attempts, INT4OID, n);
 	for (int i = 0; i < n; i++)
-		if (rs[i] != NULL)
+		if (rs[i] != NULL && !rs[i]->batch->atomic)
 		{
 			column_add(&batch_ids, Int64GetDatum(rs[i]->batch->batch_id), false);
 			column_add(&attempts, Int32GetDatum(rs[i]->attempt), false);

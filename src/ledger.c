@@ -135,19 +135,18 @@ append_key_condition(StringInfo sql, LedgerSliceKey *key)
 
 /*
  * ShardloadLedgerBeginAndCheckSql
- *	  Opens the slice's remote transaction (begin; else the slice joins the
- *	  one open) and returns its ledger row, if any: content hash, the slice
- *	  lines left out (rows refused) and, if the ledger keeps them, their
- *	  reasons.
+ *	  Opens the slice's remote transaction and returns its ledger row, if
+ *	  any: content hash, the slice lines left out (rows refused) and, if the
+ *	  ledger keeps them, their reasons.
  */
 char *
-ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons, bool begin)
+ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "%sSELECT content_hash, skipped_lines::text, %s FROM "
-					 LEDGER_NAME " WHERE ", begin ? "BEGIN; " : "",
+	appendStringInfo(&sql, "BEGIN; SELECT content_hash, skipped_lines::text, %s FROM "
+					 LEDGER_NAME " WHERE ",
 					 /* reasons apart by the unit separator, kept out of them */
 					 with_reasons ? "pg_catalog.array_to_string(skipped_reasons, E'\\x1f')"
 					 : "NULL::text");

@@ -23,7 +23,7 @@ extern const char *ShardloadLedgerDdl(void);
 extern const char *ShardloadLedgerTightenSql(void);
 extern char *ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms);
 extern char *ShardloadLedgerCreateSql(void);
-extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons, bool begin);
+extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons);
 extern char *ShardloadLedgerGroupCheckSql(const char *coordinator_id, int64 *batch_ids, int n,
 										  bool with_reasons);
 extern void ShardloadLedgerInsertStart(StringInfo sql, bool with_reasons);

@@ -69,10 +69,8 @@
 
 static void run_locked(int64 *ids, bool *locked, int n, bool runner);
 static void begin_group(int64 *ids, bool *locked, int n, RunState **rs);
-static RunState *check_attempt_caught(int64 batch_id);
-static void check_attempt_step(void *arg);
-static void finish_begin_caught(RunState *rs);
-static void finish_begin_step(void *arg);
+static RunState *begin_member_caught(int64 batch_id);
+static void begin_member_step(void *arg);
 static int	group_with(RunState **rs, int n, int first, bool *loaded, RunState **members);
 static bool defer_for_open_circuit(ShardloadBatch *batch);
 static void commit_step(bool runner);
@@ -351,36 +349,35 @@ group_with(RunState **rs, int n, int first, bool *loaded, RunState **members)
 /*
  * begin_group
  *	  The begin step of a runner's group (rs[i]: NULL if there is nothing
- *	  to do): each batch checked on its own, so that one cancelled or
- *	  purged since the claim is skipped alone; the attempts recorded all
- *	  at once; then what each attempt does before it loads.
+ *	  to do): each batch begun on its own, so that one cancelled or purged
+ *	  since the claim is skipped alone, but the attempts recorded all at
+ *	  once.
  */
 static void
 begin_group(int64 *ids, bool *locked, int n, RunState **rs)
 {
 	for (int i = 0; i < n; i++)
 		if (locked[i])
-			rs[i] = check_attempt_caught(ids[i]);
+			rs[i] = begin_member_caught(ids[i]);
 	ShardloadGroupMarkRunning(rs, n);
-	for (int i = 0; i < n; i++)
-		if (rs[i] != NULL)
-			finish_begin_caught(rs[i]);
 }
 
 /*
- * check_attempt_caught
- *	  check_attempt for one of a runner's batches: an error (the batch was
- *	  cancelled or purged since the claim) skips only this batch.
+ * begin_member_caught
+ *	  The begin step of one of a runner's batches, but for the rows that
+ *	  ShardloadGroupMarkRunning writes for the group (an atomic batch, which
+ *	  loads alone, writes its own): an error skips only this batch, with
+ *	  nothing written.
  */
 static RunState *
-check_attempt_caught(int64 batch_id)
+begin_member_caught(int64 batch_id)
 {
 	struct
 	{
 		int64		batch_id;
 		RunState   *rs;
 	}			step = {batch_id, NULL};
-	ErrorData  *edata = ShardloadTryStep(check_attempt_step, &step, false);
+	ErrorData  *edata = ShardloadTryStep(begin_member_step, &step, false);
 
 	if (edata == NULL)
 		return step.rs;
@@ -390,35 +387,20 @@ check_attempt_caught(int64 batch_id)
 }
 
 static void
-check_attempt_step(void *arg)
+begin_member_step(void *arg)
 {
 	struct
 	{
 		int64		batch_id;
 		RunState   *rs;
 	}		   *step = arg;
+	RunState   *rs = check_attempt(step->batch_id);
 
-	step->rs = check_attempt(step->batch_id);
-}
-
-/*
- * finish_begin_caught
- *	  finish_begin for one of a runner's attempts, recorded as running
- *	  already: an error becomes the attempt's failure.
- */
-static void
-finish_begin_caught(RunState *rs)
-{
-	ErrorData  *edata = ShardloadTryStep(finish_begin_step, rs, false);
-
-	if (edata != NULL)
-		rs->failure = ShardloadFailureFromError(edata, SHARDLOAD_STAGE_CONNECT, NULL);
-}
-
-static void
-finish_begin_step(void *arg)
-{
-	finish_begin((RunState *) arg);
+	if (rs != NULL && rs->batch->atomic)
+		mark_running(rs);
+	if (rs != NULL)
+		finish_begin(rs);
+	step->rs = rs;
 }
 
 /*

@@ -262,4 +262,34 @@ is($shards[0]->safe_psql('postgres',
 		  . '|| count(*) FILTER (WHERE sale_id BETWEEN 6009 AND 6016) FROM sales_region_1'),
 	'8 0 8', 'shard 1 holds twin_a\'s rows and those of twin_b\'s other two batches, once');
 
+# ==== a group over two tables of one server ====
+# regions 1 and 2 of twin_b both live on shard 1, in two tables: four
+# batches with rows in both make eight slices for one connection, copied
+# table by table in one remote transaction
+$shards[0]->safe_psql('postgres', q{
+	CREATE TABLE sales_region_1b (LIKE sales_region_1 INCLUDING ALL);
+});
+$coord->safe_psql('twin_b', q{
+	CREATE FOREIGN TABLE sales_region_1b PARTITION OF sales FOR VALUES IN (2) SERVER shard_1
+		OPTIONS (schema_name 'public', table_name 'sales_region_1b');
+});
+$sql = "BEGIN;\n";
+for my $k (0 .. 3)
+{
+	$sql .= "SELECT shardload.submit('sales', 'two-$k', 'SELECT sale_id + 7000, (sale_id % 2) + 1, sale_amount, sale_date, note "
+	  . "FROM staging WHERE sale_id BETWEEN " . ($k * 4 + 1) . " AND " . ($k * 4 + 4) . "');\n";
+}
+$coord->safe_psql('twin_b', $sql . "COMMIT;");
+ok($coord->poll_query_until('twin_b',
+		"SELECT count(*) = 4 FROM shardload.batches WHERE batch_key LIKE 'two-%' AND state = 'succeeded'"),
+	'the four batches over two tables succeeded');
+is($coord->safe_psql('twin_b',
+		"SELECT max(attempts) || ' ' || sum(rows_loaded) FROM shardload.batches WHERE batch_key LIKE 'two-%'"),
+	'1 16', 'each on its first attempt, all sixteen rows');
+is($shards[0]->safe_psql('postgres',
+		'SELECT (SELECT string_agg(sale_id::text, \',\' ORDER BY sale_id) FROM sales_region_1 WHERE sale_id > 7000) || \' / \' '
+		  . '|| (SELECT string_agg(sale_id::text, \',\' ORDER BY sale_id) FROM sales_region_1b)'),
+	'7002,7004,7006,7008,7010,7012,7014,7016 / 7001,7003,7005,7007,7009,7011,7013,7015',
+	'each row in its own table on shard 1, once');
+
 done_testing();
