@@ -545,9 +545,9 @@ report() {
 			echo " sched_cpu: the scheduler's CPU during the drain, % of one core;"
 			echo " runner_errs: runners that exited with an error, from the coordinator log;"
 			echo " a runner runs the batches it claims at once as a group, each with its own attempt; per group, mean:"
-			echo " batches, ms from its start (before the claim) to its first slice's remote BEGIN (claim, first step,"
-			echo " connection or a kept one, session setup, ledger probe), ms from there to its end (the slices' remote"
-			echo " transactions and the last step); ms/batch: group time per batch, one runner)"
+			echo " batches, ms from its attempts' start (after the claim and the checks) to its first slice's remote BEGIN"
+			echo " (first step, connection or a kept one, session setup, ledger probe), ms from there to its end (the"
+			echo " shared remote transactions and the last step); ms/batch: group time per batch, one runner)"
 		fi
 		if want idle; then
 			echo
