@@ -8,6 +8,9 @@
 # may provide cleanup_hook (run first at exit) and EXTRA_DIR (one more
 # directory to create, chown and remove with the data).
 
+# shared_buffers of every server (bench/README.md says why this size)
+BENCH_SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-256MB}
+
 SERVERS=(coord)
 for ((n = 1; n <= NSHARDS; n++)); do SERVERS+=("shard$n"); done
 
@@ -124,7 +127,7 @@ setup_servers() {
 			echo "port = $port"
 			echo "listen_addresses = '127.0.0.1'"
 			echo "unix_socket_directories = '$BENCH_DIR'"
-			echo "shared_buffers = 256MB"
+			echo "shared_buffers = $BENCH_SHARED_BUFFERS"
 			echo "max_wal_size = 4GB"
 			# atomic batches PREPARE on the shards
 			echo "max_prepared_transactions = 10"

@@ -506,7 +506,7 @@ report() {
 	{
 		echo
 		echo "pg_shardload background worker benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
-		echo "1 coordinator + $NSHARDS shards on this host; coordinator: max_worker_processes=16, shared_buffers=256MB;"
+		echo "1 coordinator + $NSHARDS shards on this host; coordinator: max_worker_processes=16, shared_buffers=$BENCH_SHARED_BUFFERS;"
 		echo "CLK_TCK $CLK_TCK (CPU time resolution $(awk -v hz="$CLK_TCK" 'BEGIN { print 1000 / hz }') ms)"
 		echo "pg_shardload.so installed $(get so_installed), sha256 $(get so_sha256); repo HEAD $(get repo_head)"
 		if [[ -e $BENCH_DIR/so_changed ]]; then
