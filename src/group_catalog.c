@@ -35,11 +35,13 @@ static void column_arg(ShardloadArgs *args, ColumnValues *col);
 
 /*
  * ShardloadGroupMarkRunning
- *	  For each attempt in rs (NULLs and atomic batches, which write their
- *	  own, skipped), as mark_running in loader.c does for one: an attempt
- *	  still "running" ended without its outcome (we hold the batch's lock),
- *	  the batch is running this attempt, the attempt's row, and each slice
- *	  still to load pinned to the database its server reached last.
+ *	  The begin step's rows for each attempt in rs[0..n-1]: an attempt
+ *	  still "running" ended without its outcome (we hold the batches'
+ *	  locks), the batch is running this attempt, the attempt's row, and
+ *	  each slice still to load pinned to the database its server reached
+ *	  last, before anything is sent: if the attempt's outcome is lost, the
+ *	  next one knows where the slice may have gone (the record step puts
+ *	  where it did go).
  */
 void
 ShardloadGroupMarkRunning(RunState **rs, int n)
@@ -49,16 +51,15 @@ ShardloadGroupMarkRunning(RunState **rs, int n)
 	ColumnValues batch_ids;
 	ColumnValues attempts;
 
+	if (n == 0)
+		return;
 	column_init(&batch_ids, INT8OID, n);
 	column_init(&attempts, INT4OID, n);
 	for (int i = 0; i < n; i++)
-		if (rs[i] != NULL && !rs[i]->batch->atomic)
-		{
-			column_add(&batch_ids, Int64GetDatum(rs[i]->batch->batch_id), false);
-			column_add(&attempts, Int32GetDatum(rs[i]->attempt), false);
-		}
-	if (batch_ids.n == 0)
-		return;
+	{
+		column_add(&batch_ids, Int64GetDatum(rs[i]->batch->batch_id), false);
+		column_add(&attempts, Int32GetDatum(rs[i]->attempt), false);
+	}
 	column_arg(&args, &batch_ids);	/* $1 */
 	column_arg(&args, &attempts);	/* $2 */
 	ShardloadArgInt4(&args, MyProcPid); /* $3 */

@@ -356,10 +356,19 @@ group_with(RunState **rs, int n, int first, bool *loaded, RunState **members)
 static void
 begin_group(int64 *ids, bool *locked, int n, RunState **rs)
 {
+	RunState  **unmarked = palloc(sizeof(RunState *) * Max(n, 1));
+	int			nunmarked = 0;
+
 	for (int i = 0; i < n; i++)
 		if (locked[i])
+		{
 			rs[i] = begin_member_caught(ids[i]);
-	ShardloadGroupMarkRunning(rs, n);
+			/* an atomic batch has marked its own */
+			if (rs[i] != NULL && !rs[i]->batch->atomic)
+				unmarked[nunmarked++] = rs[i];
+		}
+	ShardloadGroupMarkRunning(unmarked, nunmarked);
+	pfree(unmarked);
 }
 
 /*
@@ -501,45 +510,12 @@ check_attempt(int64 batch_id)
 
 /*
  * mark_running
- *	  Count the attempt and record it as running (ShardloadGroupMarkRunning
- *	  does the same for a group).
+ *	  Count the attempt and record it as running, as a group's are.
  */
 static void
 mark_running(RunState *rs)
 {
-	ShardloadCatalogSession session;
-	Oid			argtypes[3] = {INT8OID, INT4OID, INT4OID};
-	Datum		values[3];
-
-	values[0] = Int64GetDatum(rs->batch->batch_id);
-	values[1] = Int32GetDatum(rs->attempt);
-	values[2] = Int32GetDatum(MyProcPid);
-
-	ShardloadCatalogBegin(&session);
-	/* we hold the batch's lock: a "running" attempt is one that died */
-	ShardloadSpiExec("UPDATE shardload.attempt SET status = 'interrupted',"
-					 " finished_at = clock_timestamp(),"
-					 " message = 'the attempt ended without recording its outcome'"
-					 " WHERE batch_id = $1 AND status = 'running'",
-					 1, argtypes, values, NULL);
-	ShardloadSpiExec("UPDATE shardload.batch SET state = 'running', attempts = $2,"
-					 " next_attempt_at = NULL, finished_at = NULL WHERE batch_id = $1",
-					 2, argtypes, values, NULL);
-	ShardloadSpiExec("INSERT INTO shardload.attempt (batch_id, attempt, runner_pid)"
-					 " VALUES ($1, $2, $3)", 3, argtypes, values, NULL);
-
-	/*
-	 * Pin each slice still to be loaded to the database its server reached
-	 * last, before anything is sent: if this attempt's outcome is lost, the
-	 * next one knows where the slice may have gone (the record step puts
-	 * where it did go).
-	 */
-	ShardloadSpiExec("UPDATE shardload.slice s SET shard_identity = st.identity"
-					 " FROM shardload.shard_state st"
-					 " WHERE s.batch_id = $1 AND s.shard_identity IS NULL AND s.state <> 'committed'"
-					 " AND st.server = s.shard AND st.identity IS NOT NULL",
-					 1, argtypes, values, NULL);
-	ShardloadCatalogEnd(&session);
+	ShardloadGroupMarkRunning(&rs, 1);
 }
 
 /*
