@@ -39,6 +39,7 @@
 #include "ledger.h"
 #include "payload.h"
 #include "remote_cancel.h"
+#include "socket_wait.h"
 #include "stream_skip.h"
 
 typedef enum StreamState
@@ -67,22 +68,6 @@ static struct
 	int			nshards;
 }			streaming;
 static bool exit_callback_registered = false;
-
-/*
- * The stream's wait set: latch, postmaster death and the sockets of
- * members[] (with the events each waits for), kept from one wait to the
- * next while the members stay the same.  Making a set takes a system call
- * per socket and two more: a group of small batches waits hundreds of
- * times.
- */
-static struct
-{
-	WaitEventSet *set;
-	int			nmembers;
-	StreamShard **members;
-	pgsocket   *sockets;
-	int		   *events;
-}			waiting;
 
 /* Data messages sent to one shard before the loop turns to the next. */
 #define MESSAGES_PER_TURN 16
@@ -121,7 +106,8 @@ static bool collect_results(StreamShard *sh);
 static void dispatch(StreamBatch *batch, StreamShard *sh);
 static void slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
 						  PGresult *res, ShardloadFailure *error);
-static void start_copying(StreamShard *sh, StreamSlice *slice);
+static void start_copying(StreamBatch *batch, StreamShard *sh, StreamSlice *slice);
+static void forget_sent(StreamBatch *batch, StreamSlice *slice);
 static void copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
 						ShardloadFailure *error);
 static void record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice);
@@ -142,13 +128,9 @@ static void group_checked(StreamBatch *batch, StreamShard *sh, PGresult *res,
 						  ShardloadFailure *error);
 static void next_copy_run(StreamBatch *batch, StreamShard *sh);
 static void commit_group(StreamBatch *batch, StreamShard *sh);
-static bool next_in_run(StreamShard *sh);
+static bool next_in_run(StreamBatch *batch, StreamShard *sh);
 static void fail_connection(StreamShard *sh, ShardloadStage stage, const char *sqlstate);
-static ShardloadFailure *failure_from_result(const PGresult *res, ShardloadStage stage,
-											 const char *shard);
 static void wait_for_shards(StreamShard **shards, int nshards, long timeout);
-static WaitEventSet *wait_set_for(StreamShard **shards, int nshards);
-static void free_wait_set(void);
 static void close_shard(StreamShard *sh);
 static LedgerSliceKey slice_key(StreamBatch *batch, StreamShard *sh);
 static LedgerSliceKey key_of(StreamBatch *batch, StreamSlice *slice);
@@ -216,7 +198,7 @@ ShardloadStreamBegin(StreamBatch *batch, StreamShard **shards, int nshards)
 	pgstat_progress_update_param(PROGRESS_BATCH_ID, batch->batch_id);
 	streaming.shards = shards;
 	streaming.nshards = nshards;
-	free_wait_set();
+	ShardloadWaitSocketsRelease();
 	if (!exit_callback_registered)
 	{
 		before_shmem_exit(cancel_at_exit, (Datum) 0);
@@ -307,7 +289,7 @@ ShardloadStreamEnd(StreamShard **shards, int nshards)
 		close_shard(shards[i]);
 	streaming.shards = NULL;
 	streaming.nshards = 0;
-	free_wait_set();
+	ShardloadWaitSocketsRelease();
 	pgstat_progress_end_command();
 	ShardloadCancelRemote(targets.params, targets.pids, targets.n, CANCEL_TIMEOUT_MS);
 }
@@ -442,11 +424,34 @@ report_progress(StreamBatch *batch, StreamSlice *slice, const char *data, int le
 	for (const char *p = data; (p = memchr(p, '\n', end - p)) != NULL; p++)
 		rows++;
 	slice->rows_sent += rows;
+	slice->bytes_sent += len;
 	if (slice->progress_slot >= 0)
 		pgstat_progress_update_param(PROGRESS_FIRST_SLICE + slice->progress_slot,
 									 ((int64) slice->slice_no << 40) | slice->rows_sent);
 	batch->bytes_sent += len;
 	batch->rows_sent += rows;
+	pgstat_progress_update_param(PROGRESS_COPY_BYTES_PROCESSED, batch->bytes_sent);
+	pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, batch->rows_sent);
+}
+
+/*
+ * forget_sent
+ *	  The slice is sent again from its first row (alone after its shared
+ *	  transaction rolled back, or without a row the shard refused): what
+ *	  it sent before no longer counts in the progress shown.
+ */
+static void
+forget_sent(StreamBatch *batch, StreamSlice *slice)
+{
+	if (slice->rows_sent == 0 && slice->bytes_sent == 0)
+		return;
+	batch->rows_sent -= slice->rows_sent;
+	batch->bytes_sent -= slice->bytes_sent;
+	slice->rows_sent = 0;
+	slice->bytes_sent = 0;
+	if (slice->progress_slot >= 0)
+		pgstat_progress_update_param(PROGRESS_FIRST_SLICE + slice->progress_slot,
+									 (int64) slice->slice_no << 40);
 	pgstat_progress_update_param(PROGRESS_COPY_BYTES_PROCESSED, batch->bytes_sent);
 	pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, batch->rows_sent);
 }
@@ -656,7 +661,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			}
 			if (sh->chunk && slice->nskip > 0)
 				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
-			if (sh->chunk == NULL && next_in_run(sh))
+			if (sh->chunk == NULL && next_in_run(batch, sh))
 			{
 				slice = sh->slices[sh->current];
 				continue;
@@ -735,7 +740,7 @@ collect_results(StreamShard *sh)
 			status == PGRES_NONFATAL_ERROR)
 		{
 			if (sh->error == NULL)
-				sh->error = failure_from_result(res, stage_of(sh->state),
+				sh->error = ShardloadFailureFromResult(res, stage_of(sh->state),
 												sh->params->servername);
 			PQclear(res);
 			continue;
@@ -796,7 +801,7 @@ dispatch(StreamBatch *batch, StreamShard *sh)
 			else if (res == NULL || PQresultStatus(res) != PGRES_COPY_IN)
 				fail_connection(sh, SHARDLOAD_STAGE_COPY, "08P01");
 			else
-				start_copying(sh, slice);
+				start_copying(batch, sh, slice);
 			break;
 
 		case STREAM_COPY_END:
@@ -874,11 +879,11 @@ slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slice, PGresult 
  *	  The shard is in COPY IN: send the slice's chunks from the first.
  */
 static void
-start_copying(StreamShard *sh, StreamSlice *slice)
+start_copying(StreamBatch *batch, StreamShard *sh, StreamSlice *slice)
 {
 	sh->state = STREAM_COPYING;
 	slice->line_base = 0;
-	slice->rows_sent = 0;
+	forget_sent(batch, slice);
 	sh->chunk_no = 0;
 	sh->offset = 0;
 	sh->chunk = NULL;
@@ -1023,7 +1028,7 @@ one_by_one(StreamBatch *batch, StreamShard *sh)
 		slice->pending = false;
 		if (!slice->found_in_ledger)
 			slice->committed = false;
-		slice->rows_sent = 0;
+		forget_sent(batch, slice);
 	}
 	sh->current = sh->shared_first - 1;
 	start_next_slice(batch, sh);
@@ -1390,7 +1395,7 @@ next_copy_run(StreamBatch *batch, StreamShard *sh)
  *	  shared transaction.
  */
 static bool
-next_in_run(StreamShard *sh)
+next_in_run(StreamBatch *batch, StreamShard *sh)
 {
 	StreamSlice *next;
 
@@ -1400,7 +1405,7 @@ next_in_run(StreamShard *sh)
 	sh->current = next_to_send(sh);
 	next = sh->slices[sh->current];
 	next->line_base = 0;
-	next->rows_sent = 0;
+	forget_sent(batch, next);
 	sh->chunk_no = 0;
 	sh->offset = 0;
 	return true;
@@ -1504,41 +1509,18 @@ note_unanswered_prepare(StreamShard *sh)
 }
 
 /*
- * failure_from_result
- *	  A remote error as a failure: the remote SQLSTATE and its text.
- */
-static ShardloadFailure *
-failure_from_result(const PGresult *res, ShardloadStage stage, const char *shard)
-{
-	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
-	const char *schema = PQresultErrorField(res, PG_DIAG_SCHEMA_NAME);
-	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-	ShardloadFailure *f =
-		ShardloadFailureMake(stage, shard, sqlstate ? sqlstate : "XX000",
-							 primary ? primary : pchomp(PQresultErrorMessage(res)),
-							 PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
-							 PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
-
-	f->context = context ? pstrdup(context) : NULL;
-	f->schema = schema ? pstrdup(schema) : NULL;
-	f->constraint = constraint ? pstrdup(constraint) : NULL;
-	return f;
-}
-
-/*
  * wait_for_shards
- *	  Sleep until a shard's socket is ready (or a second has passed, or the
- *	  latch is set), then let interrupts in.
+ *	  Sleep until a shard's socket is ready for what its state waits for
+ *	  (or a second has passed, or the latch is set), then let interrupts
+ *	  in.
  */
 static void
 wait_for_shards(StreamShard **shards, int nshards, long timeout)
 {
-	WaitEventSet *set = wait_set_for(shards, nshards);
-	WaitEvent  *events = palloc(sizeof(WaitEvent) * (nshards + 2));
+	ShardloadSocketWait *sockets = palloc(sizeof(ShardloadSocketWait) * Max(nshards, 1));
+	StreamShard **waiting = palloc(sizeof(StreamShard *) * Max(nshards, 1));
 	TimestampTz now = GetCurrentTimestamp();
-	int			n;
+	int			n = 0;
 
 	/* -1: sleep at most a second, waking for the nearest time limit */
 	if (timeout < 0)
@@ -1548,106 +1530,27 @@ wait_for_shards(StreamShard **shards, int nshards, long timeout)
 			if (shards[i]->state != STREAM_DONE)
 				timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(now, shards[i]->deadline), 0) + 1);
 	}
-
-	n = WaitEventSetWait(set, timeout, events, nshards + 2, PG_WAIT_EXTENSION);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < nshards; i++)
 	{
-		if (events[i].events & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		else if (events[i].user_data)
-			((StreamShard *) events[i].user_data)->ready |= events[i].events;
+		StreamShard *sh = shards[i];
+
+		if (sh->state == STREAM_DONE || sh->conn == NULL || !sh->want)
+			continue;
+		sockets[n].sock = PQsocket(sh->conn);
+		sockets[n].owner = sh->conn;
+		sockets[n].events = sh->want;
+		/* libpq may close its socket and open another while it connects */
+		sockets[n].renewed = sh->state == STREAM_CONNECTING;
+		waiting[n++] = sh;
 	}
-	pfree(events);
+	ShardloadWaitSockets(sockets, n, timeout);
+	for (int i = 0; i < n; i++)
+		waiting[i]->ready |= sockets[i].ready;
+	pfree(sockets);
+	pfree(waiting);
 	CHECK_FOR_INTERRUPTS();
 }
 
-/*
- * wait_set_for
- *	  The wait set for the shards that wait for their sockets now: the kept
- *	  one, with the events changed where they did, if the same shards wait
- *	  on the same sockets; else a new one.  A shard that connects always
- *	  gets a new set: libpq may close its socket and open another, which
- *	  may get the same number (a set cannot drop a socket before
- *	  PostgreSQL 17).
- */
-static WaitEventSet *
-wait_set_for(StreamShard **shards, int nshards)
-{
-	MemoryContext old;
-	int			n = 0;
-	bool		same = waiting.set != NULL;
-
-	for (int i = 0; i < nshards; i++)
-	{
-		StreamShard *sh = shards[i];
-
-		if (sh->state == STREAM_DONE || sh->conn == NULL || !sh->want)
-			continue;
-		if (sh->state == STREAM_CONNECTING || n >= waiting.nmembers ||
-			waiting.members[n] != sh || waiting.sockets[n] != PQsocket(sh->conn))
-			same = false;
-		n++;
-	}
-	if (same && n == waiting.nmembers)
-	{
-		for (int m = 0; m < n; m++)
-			if (waiting.events[m] != waiting.members[m]->want)
-			{
-				/* the latch and postmaster death come first */
-				ModifyWaitEvent(waiting.set, m + 2, waiting.members[m]->want, NULL);
-				waiting.events[m] = waiting.members[m]->want;
-			}
-		return waiting.set;
-	}
-
-	free_wait_set();
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	waiting.set = ShardloadCreateLastingWaitEventSet(nshards + 2);
-	waiting.members = palloc(sizeof(StreamShard *) * Max(n, 1));
-	waiting.sockets = palloc(sizeof(pgsocket) * Max(n, 1));
-	waiting.events = palloc(sizeof(int) * Max(n, 1));
-	MemoryContextSwitchTo(old);
-	AddWaitEventToSet(waiting.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(waiting.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (int i = 0; i < nshards; i++)
-	{
-		StreamShard *sh = shards[i];
-		int			m = waiting.nmembers;
-
-		if (sh->state == STREAM_DONE || sh->conn == NULL || !sh->want)
-			continue;
-		waiting.members[m] = sh;
-		waiting.sockets[m] = PQsocket(sh->conn);
-		waiting.events[m] = sh->want;
-		AddWaitEventToSet(waiting.set, sh->want, waiting.sockets[m], NULL, sh);
-		waiting.nmembers++;
-	}
-	return waiting.set;
-}
-
-/*
- * free_wait_set
- *	  Give the kept wait set back (its epoll descriptor).
- */
-static void
-free_wait_set(void)
-{
-	if (waiting.set != NULL)
-		FreeWaitEventSet(waiting.set);
-	if (waiting.members != NULL)
-		pfree(waiting.members);
-	if (waiting.sockets != NULL)
-		pfree(waiting.sockets);
-	if (waiting.events != NULL)
-		pfree(waiting.events);
-	memset(&waiting, 0, sizeof(waiting));
-}
-
-/*
- * close_shard
- *	  Close the connection (an open remote transaction rolls back) and give
- *	  its file descriptor back.  Safe to call twice.
- */
 /*
  * finish_shard
  *	  Every slice of the shard is done and its connection idle: a runner
@@ -1665,6 +1568,11 @@ finish_shard(StreamShard *sh)
 	close_shard(sh);
 }
 
+/*
+ * close_shard
+ *	  Close the connection (an open remote transaction rolls back) and give
+ *	  its file descriptor back.  Safe to call twice.
+ */
 static void
 close_shard(StreamShard *sh)
 {

@@ -44,6 +44,7 @@ typedef struct StreamSlice
 	bool		prepare_unknown;	/* atomic: PREPARE sent, answer never came */
 	ShardloadFailure *failure;
 	int64		rows_sent;		/* progress of this attempt */
+	int64		bytes_sent;
 	int			progress_slot;	/* its progress parameter, -1 if none */
 
 	/* on_error reject: rows the shard refused are set aside, slice resent */

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "libpq-fe.h"
 #include "utils/builtins.h"
 
 #include "failure.h"
@@ -46,6 +47,30 @@ ShardloadFailureFromError(ErrorData *edata, ShardloadStage stage, const char *sh
 											   edata->message, edata->detail, edata->hint);
 
 	f->context = copy_or_null(edata->context);
+	return f;
+}
+
+/*
+ * ShardloadFailureFromResult
+ *	  A remote error as a failure: the remote SQLSTATE and its text.
+ */
+ShardloadFailure *
+ShardloadFailureFromResult(const PGresult *res, ShardloadStage stage, const char *shard)
+{
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+	const char *schema = PQresultErrorField(res, PG_DIAG_SCHEMA_NAME);
+	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+	ShardloadFailure *f =
+		ShardloadFailureMake(stage, shard, sqlstate ? sqlstate : "XX000",
+							 primary ? primary : pchomp(PQresultErrorMessage(res)),
+							 PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+							 PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+
+	f->context = context ? pstrdup(context) : NULL;
+	f->schema = schema ? pstrdup(schema) : NULL;
+	f->constraint = constraint ? pstrdup(constraint) : NULL;
 	return f;
 }
 

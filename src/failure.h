@@ -12,6 +12,8 @@
 
 #include "states.h"
 
+struct pg_result;				/* libpq's PGresult */
+
 /*
  * Where a failure happened and what the server (remote or local) said.
  * Strings are palloc'd; none ever holds a password.
@@ -35,6 +37,8 @@ extern ShardloadFailure *ShardloadFailureMake(ShardloadStage stage, const char *
 											  const char *detail, const char *hint);
 extern ShardloadFailure *ShardloadFailureFromError(ErrorData *edata, ShardloadStage stage,
 												   const char *shard);
+extern ShardloadFailure *ShardloadFailureFromResult(const struct pg_result *res,
+													ShardloadStage stage, const char *shard);
 extern void ShardloadFailureAddDetail(ShardloadFailure *f, const char *more);
 extern char *ShardloadFailureText(ShardloadFailure *f);
 extern char *ShardloadFailureDetailText(ShardloadFailure *f);

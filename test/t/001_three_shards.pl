@@ -76,4 +76,39 @@ $coord->safe_psql('postgres',
 $coord->safe_psql('postgres', "CALL shardload.run($id)");
 is(shard_count($shards[0], 1), $expected{1}, 'resubmit loads nothing twice');
 
+# ==== progress counts each row once, however often its slice is sent ====
+# on_error reject sends a slice again without each row its shard refused:
+# rows 10, 20 and 30 make four passes; the last holds on its last row
+$shards[0]->safe_psql('postgres', q{
+	CREATE FUNCTION refuse_then_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.note = 'bad' THEN
+			RAISE EXCEPTION 'row % refused', NEW.sale_id USING ERRCODE = '22023';
+		END IF;
+		IF NEW.sale_id = 5000100 THEN
+			PERFORM pg_sleep(4);
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER refuse_then_hold BEFORE INSERT ON sales_region_1
+		FOR EACH ROW EXECUTE FUNCTION refuse_then_hold();
+});
+my $rej = $coord->safe_psql('postgres', q{
+	SELECT shardload.submit('sales', 'progress-once',
+		$$SELECT 5000000 + g, 1, 1, '2026-11-26'::date, CASE WHEN g % 10 = 0 AND g <= 30 THEN 'bad' ELSE 'ok' END
+		  FROM generate_series(1, 100) g$$, on_error => 'reject', reject_limit => 5)});
+($h, $out, $err) = start_psql($coord, "CALL shardload.run($rej);");
+ok($shards[0]->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'"),
+	'the last pass holds on the last row');
+is($coord->safe_psql('postgres',
+		"SELECT tuples_processed FROM pg_stat_progress_copy WHERE relid = 'sales'::regclass"),
+	'97', 'pg_stat_progress_copy counts the 97 rows of the last pass, not all four passes');
+is($coord->safe_psql('postgres', "SELECT rows_sent FROM shardload.slices WHERE batch_id = $rej"),
+	'97', 'so does the slices view');
+$h->finish;
+is($coord->safe_psql('postgres',
+		"SELECT state || ' ' || rows_loaded || ' ' || rows_rejected FROM shardload.batches WHERE batch_id = $rej"),
+	'succeeded 97 3', 'the batch loads 97 rows and sets three aside');
+
 done_testing();
