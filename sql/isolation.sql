@@ -86,8 +86,25 @@ SELECT shardload.submit('iso.events', 'iso-job@2030-01-01T00:00:00Z', $$VALUES (
 RESET ROLE;
 SELECT shardload.unschedule('iso-job');
 
-DROP TABLE iso.events, iso.seen;
-DROP FUNCTION iso.note();
+-- ==== the catalog's planner settings stay its own ====
+-- pg_shardload plans its catalog statements without seq scans and JIT; the
+-- source query and the load's triggers run with the session's settings
+CREATE TABLE iso.settings (region int, seen text) PARTITION BY LIST (region);
+CREATE TABLE iso.settings_1 PARTITION OF iso.settings FOR VALUES IN (1);
+CREATE FUNCTION iso.settings_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.seen := NEW.seen || ', trigger: ' || current_setting('enable_seqscan') || ' ' || current_setting('jit');
+	RETURN NEW;
+END $$;
+CREATE TRIGGER seen BEFORE INSERT ON iso.settings_1 FOR EACH ROW EXECUTE FUNCTION iso.settings_seen();
+SELECT shardload.submit('iso.settings', 'iso-settings',
+	$$SELECT 1, 'query: ' || current_setting('enable_seqscan') || ' ' || current_setting('jit')$$) AS b \gset
+CALL shardload.run(:b);
+SELECT seen FROM iso.settings;
+SELECT current_setting('enable_seqscan') AS session_enable_seqscan, current_setting('jit') AS session_jit;
+
+DROP TABLE iso.events, iso.seen, iso.settings;
+DROP FUNCTION iso.note(), iso.settings_seen();
 DROP SCHEMA iso;
 REASSIGN OWNED BY regress_iso_alice TO CURRENT_USER;
 DROP ROLE regress_iso_alice, regress_iso_admin;

@@ -6,6 +6,13 @@
  *	  for row what loader.c and outcome.c write for one attempt, so that a
  *	  group of twenty small batches costs a handful of statements instead
  *	  of a hundred.
+ *
+ *	  A runner keeps its plans for its life, and one made while the catalog
+ *	  looked empty must not read every slice of it once per group later:
+ *	  each statement that joins the catalog with the unnested values also
+ *	  asks for batch_id = ANY ($1), which bounds the catalog's side of the
+ *	  join whatever its order, and reads the values once (MATERIALIZED),
+ *	  not once per catalog row.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -70,10 +77,10 @@ ShardloadGroupMarkRunning(RunState **rs, int n)
 					" message = 'the attempt ended without recording its outcome'"
 					" WHERE batch_id = ANY ($1) AND status = 'running'",
 					&args);
-	ShardloadSpiRun("UPDATE shardload.batch b SET state = 'running', attempts = u.attempt,"
-					" next_attempt_at = NULL, finished_at = NULL"
-					" FROM unnest($1, $2) AS u(batch_id, attempt)"
-					" WHERE b.batch_id = u.batch_id",
+	ShardloadSpiRun("WITH u AS MATERIALIZED (SELECT * FROM unnest($1, $2) AS u(batch_id, attempt))"
+					" UPDATE shardload.batch b SET state = 'running', attempts = u.attempt,"
+					" next_attempt_at = NULL, finished_at = NULL FROM u"
+					" WHERE b.batch_id = u.batch_id AND b.batch_id = ANY ($1)",
 					&args);
 	ShardloadSpiRun("INSERT INTO shardload.attempt (batch_id, attempt, runner_pid)"
 					" SELECT u.batch_id, u.attempt, $3 FROM unnest($1, $2) AS u(batch_id, attempt)",
@@ -145,23 +152,25 @@ ShardloadGroupRecordSucceeded(RunState **rs, int n)
 
 	ShardloadCatalogBegin(&session);
 	/* a slice found in the ledger keeps the count it was loaded with */
-	ShardloadSpiRun("UPDATE shardload.slice s SET state = 'committed',"
+	ShardloadSpiRun("WITH u AS MATERIALIZED (SELECT * FROM unnest($1, $2, $3, $4, $5)"
+					"  AS u(batch_id, slice_no, shard, identity, skipped))"
+					" UPDATE shardload.slice s SET state = 'committed',"
 					" committed_at = coalesce(s.committed_at, now()), shard = u.shard,"
 					" shard_identity = coalesce(u.identity, s.shard_identity),"
 					" rows_rejected = CASE WHEN u.skipped > 0 THEN u.skipped ELSE s.rows_rejected END"
-					" FROM unnest($1, $2, $3, $4, $5) AS u(batch_id, slice_no, shard, identity, skipped)"
-					" WHERE s.batch_id = u.batch_id AND s.slice_no = u.slice_no",
+					" FROM u"
+					" WHERE s.batch_id = u.batch_id AND s.slice_no = u.slice_no AND s.batch_id = ANY ($1)",
 					&args);
 	memset(&args, 0, sizeof(args));
 	column_arg(&args, &batch_ids);	/* $1 */
 	column_arg(&args, &attempts);	/* $2 */
-	ShardloadSpiRun("UPDATE shardload.attempt a SET finished_at = clock_timestamp(),"
+	ShardloadSpiRun("WITH u AS MATERIALIZED (SELECT * FROM unnest($1, $2) AS u(batch_id, attempt))"
+					" UPDATE shardload.attempt a SET finished_at = clock_timestamp(),"
 					" status = 'succeeded', stage = NULL, shard = NULL, failure_type = NULL,"
 					" reason = NULL, sqlstate = NULL, message = NULL, next_action = 'NONE',"
 					" primary_message = NULL, detail = NULL, hint = NULL, context = NULL,"
-					" next_attempt_at = NULL"
-					" FROM unnest($1, $2) AS u(batch_id, attempt)"
-					" WHERE a.batch_id = u.batch_id AND a.attempt = u.attempt",
+					" next_attempt_at = NULL FROM u"
+					" WHERE a.batch_id = u.batch_id AND a.attempt = u.attempt AND a.batch_id = ANY ($1)",
 					&args);
 	ShardloadSpiRun("UPDATE shardload.batch b SET state = 'succeeded', last_failure_type = NULL,"
 					" last_reason = NULL, next_attempt_at = NULL, finished_at = clock_timestamp(),"

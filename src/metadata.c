@@ -98,6 +98,15 @@ ShardloadExtensionOwner(void)
  *	  Connect SPI and become the extension owner with a safe search_path.
  *	  Results that must outlive the session are copied to session->outer,
  *	  the memory context current at the call.
+ *
+ *	  Its statements are planned with seq scans disabled.  They are written
+ *	  for the catalog's indexes, and a process keeps the plans it makes
+ *	  (spi_plans.c): one made while a table was empty, or just truncated,
+ *	  would otherwise read the whole table on every run once it has
+ *	  filled, since a scan of nothing costs less than any index scan (a
+ *	  transaction that submits thousands of batches fills one as it goes).
+ *	  JIT is off: a seq scan that cannot be avoided now costs more than
+ *	  jit_above_cost, and no catalog statement gains from compiling.
  */
 void
 ShardloadCatalogBegin(ShardloadCatalogSession *session)
@@ -110,6 +119,12 @@ ShardloadCatalogBegin(ShardloadCatalogSession *session)
 						   SECURITY_LOCAL_USERID_CHANGE);
 	session->guc_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_seqscan", "off",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("jit", "off",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
