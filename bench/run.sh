@@ -69,14 +69,21 @@ source "$SCRIPT_DIR/lib.sh"
 # ---------------------------------------------------------------- helpers
 
 
+# Keep the larger (max) or smaller (min) of the values recorded under key.
+record_extreme() {
+	local op=$1 key=$2 value=$3 old
+	old=$(get "$key")
+	if [[ -z $old ]] || awk -v a="$value" -v b="$old" -v op="$op" \
+		'BEGIN { exit !(op == "max" ? a + 0 > b + 0 : a + 0 < b + 0) }'; then
+		record "$key" "$value"
+	fi
+}
+
 # Keep the faster of several runs of a phase: key.secs is the best time.
 record_time() {
-	local key=$1 rows=$2 secs=$3 old
-	old=$(get "$key.secs")
-	if [[ -z $old ]] || awk -v a="$secs" -v b="$old" 'BEGIN { exit !(a < b) }'; then
-		record "$key.secs" "$secs"
-		record "$key.rows" "$rows"
-	fi
+	local key=$1 rows=$2 secs=$3
+	record_extreme min "$key.secs" "$secs"
+	record "$key.rows" "$rows"
 	log "  $key: $rows rows in ${secs}s ($(awk -v r="$rows" -v s="$secs" 'BEGIN { printf "%.0f", r / s }') rows/s)"
 }
 
@@ -484,16 +491,6 @@ phase_memory() {
 	record "mem_$tag.rows" "$rows"
 	log "  $tag: $rows rows, submit $(grep -o 'submit_secs|[0-9.]*' "$out" | cut -d'|' -f2)s," \
 		"run $(grep -o 'run_secs|[0-9.]*' "$out" | cut -d'|' -f2)s; sampled peaks: RssAnon $anon kB, VmRSS $rss kB"
-}
-
-# Keep the larger (max) or smaller (min) of the values recorded under key.
-record_extreme() {
-	local op=$1 key=$2 value=$3 old
-	old=$(get "$key")
-	if [[ -z $old ]] || awk -v a="$value" -v b="$old" -v op="$op" \
-		'BEGIN { exit !(op == "max" ? a + 0 > b + 0 : a + 0 < b + 0) }'; then
-		record "$key" "$value"
-	fi
 }
 
 # Largest RssAnon and VmRSS (kB) of process $1 until it exits, as
