@@ -22,8 +22,8 @@
 #   MEM_SMALL     rows of the small memory run           (100000)
 #   MEM_MID       rows of the middle run (per-row cost)  (1000000)
 #   MEM_LARGE     rows of the large memory run           (5000000)
-#                 (the 1M and 5M runs take turns REPEAT times)
 #   REPEAT        runs of each fast phase; best is kept  (3)
+#   MEM_REPEAT    turns of the 1M and 5M runs; best kept (5)
 #   PHASES        which phases to run                    (limit run atomic e2e copy rej fdw mem)
 #   BENCH_KEEP    1: leave the servers' data dirs behind (0)
 #   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
@@ -39,6 +39,7 @@ MEM_SMALL=${MEM_SMALL:-100000}
 MEM_MID=${MEM_MID:-1000000}
 MEM_LARGE=${MEM_LARGE:-5000000}
 REPEAT=${REPEAT:-3}
+MEM_REPEAT=${MEM_REPEAT:-5}
 PHASES=${PHASES:-limit run atomic e2e copy rej fdw mem}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -446,19 +447,34 @@ set_batch_size() {
 # VmHWM (kernel's peak RSS, includes shared buffers touched) and RssShmem
 # are read by the backend itself at the end; a sampler polls the private
 # (anonymous) RSS every 20 ms while it works.
+# The value of "name|value" line $1 of psql output file $2.
+field() { grep -o "^$1|[0-9.]*" "$2" | cut -d'|' -f2; }
+
+# CPU time of the whole machine (user, nice, system, irq, softirq; not
+# idle, iowait or steal) in ticks of 1/100 s, from /proc/stat: beside the
+# seconds, a measure of work done that other tenants of the host do not
+# stretch.
+MACHINE_CPU_SQL_EXPR="(SELECT f[2]::bigint + f[3]::bigint + f[4]::bigint + f[7]::bigint + f[8]::bigint
+	FROM regexp_split_to_array(split_part(pg_read_file('/proc/stat'), E'\\n', 1), '\\s+') f)"
+MACHINE_CPU_SQL="SELECT $MACHINE_CPU_SQL_EXPR"
+
 phase_memory() {
 	local tag=$1 rows=$2 app="shardload_bench_mem_$1" pid="" i t0 t1 out
 	reset_all
 	out=$LOGDIR/mem_$tag.out
 	PGAPPNAME=$app pg coord -v ON_ERROR_STOP=1 >"$out" <<-EOF &
 		SELECT pg_sleep(1);
+		$MACHINE_CPU_SQL AS c0 \gset
 		SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
 		SELECT shardload.submit('sales', 'mem-$tag', \$\$$SOURCE_SQL FROM generate_series(1, $rows) i\$\$) AS bid \gset
 		SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
+		$MACHINE_CPU_SQL AS c1 \gset
 		CALL shardload.run(:bid);
 		SELECT 'secs', round(extract(epoch FROM clock_timestamp()) - :t0, 3);
 		SELECT 'submit_secs', round(:t1 - :t0, 3);
 		SELECT 'run_secs', round(extract(epoch FROM clock_timestamp()) - :t1, 3);
+		SELECT 'submit_cpu', round((:c1 - :c0) / 100.0, 2);
+		SELECT 'run_cpu', round(($MACHINE_CPU_SQL_EXPR - :c1) / 100.0, 2);
 		SELECT 'batch', state || ' ' || rows_total || ' ' || rows_loaded FROM shardload.batches WHERE batch_id = :bid;
 		SELECT 'bid', :bid;
 		SELECT m[1], m[2] FROM regexp_matches(pg_read_file('/proc/self/status'),
@@ -481,7 +497,7 @@ phase_memory() {
 		case $k in
 			# of several runs, the largest memory and the shortest times
 			VmHWM | VmRSS | RssAnon | RssFile | RssShmem) record_extreme max "mem_$tag.$k" "$v" ;;
-			secs | submit_secs | run_secs) record_extreme min "mem_$tag.$k" "$v" ;;
+			secs | submit_secs | run_secs | submit_cpu | run_cpu) record_extreme min "mem_$tag.$k" "$v" ;;
 			batch) [[ $v == "succeeded $rows $rows" ]] || { log "  VERIFY FAILED: batch is '$v'"; return 1; } ;;
 		esac
 	done <"$out"
@@ -489,8 +505,9 @@ phase_memory() {
 	record_extreme max "mem_$tag.peak_anon" "$anon"
 	record_extreme max "mem_$tag.peak_rss_sampled" "$rss"
 	record "mem_$tag.rows" "$rows"
-	log "  $tag: $rows rows, submit $(grep -o 'submit_secs|[0-9.]*' "$out" | cut -d'|' -f2)s," \
-		"run $(grep -o 'run_secs|[0-9.]*' "$out" | cut -d'|' -f2)s; sampled peaks: RssAnon $anon kB, VmRSS $rss kB"
+	log "  $tag: $rows rows, submit $(field submit_secs "$out")s, run $(field run_secs "$out")s" \
+		"(CPU of the machine: $(field submit_cpu "$out")s, $(field run_cpu "$out")s);" \
+		"sampled peaks: RssAnon $anon kB, VmRSS $rss kB"
 }
 
 # Largest RssAnon and VmRSS (kB) of process $1 until it exits, as
@@ -529,7 +546,7 @@ report() {
 		echo
 		echo "pg_shardload benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
 		echo "rows of ~$(get avg_row_bytes) bytes (COPY text), 3 regions, 1 coordinator + $NSHARDS shards on this host;"
-		echo "all servers: shared_buffers=$BENCH_SHARED_BUFFERS, max_wal_size=4GB, other settings default; best of $REPEAT run(s)"
+		echo "all servers: shared_buffers=$BENCH_SHARED_BUFFERS, max_wal_size=4GB, other settings default; best of $REPEAT run(s), of $MEM_REPEAT for the 1M and 5M runs"
 		echo
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
@@ -598,7 +615,7 @@ report() {
 		echo
 		echo "peak memory of the coordinator backend, submit + run (kB; the largest of the runs, seconds: the best)"
 		printf '%-40s %12s %12s %12s %12s\n' "" "$MEM_SMALL rows" "$MEM_MID rows" "$MEM_LARGE rows" "large-small"
-		for key in VmHWM peak_rss_sampled RssShmem RssFile peak_anon secs submit_secs run_secs; do
+		for key in VmHWM peak_rss_sampled RssShmem RssFile peak_anon secs submit_secs run_secs submit_cpu run_cpu; do
 			case $key in
 				VmHWM) label="VmHWM (kernel's peak RSS, all kinds)" ;;
 				peak_rss_sampled) label="  peak VmRSS seen by the 20ms sampler" ;;
@@ -608,11 +625,13 @@ report() {
 				secs) label="seconds, submit + run" ;;
 				submit_secs) label="  seconds, submit" ;;
 				run_secs) label="  seconds, run" ;;
+				submit_cpu) label="CPU seconds of the machine, submit" ;;
+				run_cpu) label="CPU seconds of the machine, run" ;;
 			esac
 			a=$(get "mem_small.$key")
 			m=$(get "mem_mid.$key")
 			b=$(get "mem_large.$key")
-			if [[ $key == *secs ]]; then
+			if [[ $key == *secs || $key == *cpu ]]; then
 				printf '%-40s %12.2f %12.2f %12.2f\n' "$label" "${a:-0}" "${m:-0}" "${b:-0}"
 				continue
 			fi
@@ -658,6 +677,12 @@ report() {
 			a=$(awk -v m="$(get "mem_mid.$key")" -v mr="$MEM_MID" -v l="$(get "mem_large.$key")" -v lr="$MEM_LARGE" \
 				'BEGIN { if (m > 0 && l > 0) printf "%.2f", (l / lr) / (m / mr); else print "-" }')
 			printf '%-64s %8s  %s\n' "${key%_secs} cost per row, $MEM_LARGE rows / $MEM_MID rows <= $TARGET_PER_ROW" "$a" "$(verdict "$a" "$TARGET_PER_ROW" le)"
+		done
+		# the same ratio in CPU time, which a slow spell of the host does not stretch
+		for key in submit_cpu run_cpu; do
+			a=$(awk -v m="$(get "mem_mid.$key")" -v mr="$MEM_MID" -v l="$(get "mem_large.$key")" -v lr="$MEM_LARGE" \
+				'BEGIN { if (m > 0 && l > 0) printf "%.2f", (l / lr) / (m / mr); else print "-" }')
+			printf '%-64s %8s  %s\n' "(${key%_cpu} CPU per row, $MEM_LARGE rows / $MEM_MID rows)" "$a" "$(info "$a")"
 		done
 		if grep -q '^failed\.' "$RESULTS"; then
 			echo
@@ -718,9 +743,10 @@ main() {
 	if want mem; then
 		phase mem_small phase_memory small "$MEM_SMALL"
 		# the cost per row compares single runs of several seconds, which
-		# this kind of machine scatters by 15% either way: best of REPEAT,
-		# the middle and large runs taking turns
-		for ((i = 1; i <= REPEAT; i++)); do
+		# this kind of machine scatters by 15% either way, in spells of a
+		# minute or more: best of MEM_REPEAT, the middle and large runs
+		# taking turns
+		for ((i = 1; i <= MEM_REPEAT; i++)); do
 			phase mem_mid phase_memory mid "$MEM_MID"
 			phase mem_large phase_memory large "$MEM_LARGE"
 		done
