@@ -22,8 +22,8 @@
 #   MEM_SMALL     rows of the small memory run           (100000)
 #   MEM_MID       rows of the middle run (per-row cost)  (1000000)
 #   MEM_LARGE     rows of the large memory run           (5000000)
-#   REPEAT        runs of each fast phase; best is kept  (3)
-#   MEM_REPEAT    turns of the 1M and 5M runs; best kept (5)
+#   REPEAT        runs of each fast phase; best is kept  (5)
+#                 (the 1M and 5M runs take turns REPEAT times)
 #   PHASES        which phases to run                    (limit run atomic e2e copy rej fdw mem)
 #   BENCH_KEEP    1: leave the servers' data dirs behind (0)
 #   BENCH_OUT     where results and logs are copied      (<repo>/bench/out)
@@ -38,8 +38,7 @@ SLOW_ROWS=${SLOW_ROWS:-100000}
 MEM_SMALL=${MEM_SMALL:-100000}
 MEM_MID=${MEM_MID:-1000000}
 MEM_LARGE=${MEM_LARGE:-5000000}
-REPEAT=${REPEAT:-3}
-MEM_REPEAT=${MEM_REPEAT:-5}
+REPEAT=${REPEAT:-5}
 PHASES=${PHASES:-limit run atomic e2e copy rej fdw mem}
 BENCH_KEEP=${BENCH_KEEP:-0}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -546,7 +545,7 @@ report() {
 		echo
 		echo "pg_shardload benchmark -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $("$PG_BIN/postgres" --version)"
 		echo "rows of ~$(get avg_row_bytes) bytes (COPY text), 3 regions, 1 coordinator + $NSHARDS shards on this host;"
-		echo "all servers: shared_buffers=$BENCH_SHARED_BUFFERS, max_wal_size=4GB, other settings default; best of $REPEAT run(s), of $MEM_REPEAT for the 1M and 5M runs"
+		echo "all servers: shared_buffers=$BENCH_SHARED_BUFFERS, max_wal_size=4GB, other settings default; best of $REPEAT run(s)"
 		echo
 		printf '%-52s %9s %9s %10s %9s\n' phase rows seconds rows/s vs_limit
 		printf '%-52s %9s %9s %10s %9s\n' ---- ---- ------- ------ --------
@@ -744,9 +743,9 @@ main() {
 		phase mem_small phase_memory small "$MEM_SMALL"
 		# the cost per row compares single runs of several seconds, which
 		# this kind of machine scatters by 15% either way, in spells of a
-		# minute or more: best of MEM_REPEAT, the middle and large runs
+		# minute or more: best of REPEAT, the middle and large runs
 		# taking turns
-		for ((i = 1; i <= MEM_REPEAT; i++)); do
+		for ((i = 1; i <= REPEAT; i++)); do
 			phase mem_mid phase_memory mid "$MEM_MID"
 			phase mem_large phase_memory large "$MEM_LARGE"
 		done
