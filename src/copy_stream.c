@@ -108,6 +108,7 @@ static void slice_checked(StreamBatch *batch, StreamShard *sh, StreamSlice *slic
 						  PGresult *res, ShardloadFailure *error);
 static void start_copying(StreamBatch *batch, StreamShard *sh, StreamSlice *slice);
 static void forget_sent(StreamBatch *batch, StreamSlice *slice);
+static void publish_progress(StreamBatch *batch, StreamSlice *slice);
 static void copy_failed(StreamBatch *batch, StreamShard *sh, StreamSlice *slice,
 						ShardloadFailure *error);
 static void record_slice(StreamBatch *batch, StreamShard *sh, StreamSlice *slice);
@@ -425,13 +426,9 @@ report_progress(StreamBatch *batch, StreamSlice *slice, const char *data, int le
 		rows++;
 	slice->rows_sent += rows;
 	slice->bytes_sent += len;
-	if (slice->progress_slot >= 0)
-		pgstat_progress_update_param(PROGRESS_FIRST_SLICE + slice->progress_slot,
-									 ((int64) slice->slice_no << 40) | slice->rows_sent);
 	batch->bytes_sent += len;
 	batch->rows_sent += rows;
-	pgstat_progress_update_param(PROGRESS_COPY_BYTES_PROCESSED, batch->bytes_sent);
-	pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, batch->rows_sent);
+	publish_progress(batch, slice);
 }
 
 /*
@@ -449,9 +446,19 @@ forget_sent(StreamBatch *batch, StreamSlice *slice)
 	batch->bytes_sent -= slice->bytes_sent;
 	slice->rows_sent = 0;
 	slice->bytes_sent = 0;
+	publish_progress(batch, slice);
+}
+
+/*
+ * publish_progress
+ *	  Show the slice's rows sent and the batch's totals.
+ */
+static void
+publish_progress(StreamBatch *batch, StreamSlice *slice)
+{
 	if (slice->progress_slot >= 0)
 		pgstat_progress_update_param(PROGRESS_FIRST_SLICE + slice->progress_slot,
-									 (int64) slice->slice_no << 40);
+									 ((int64) slice->slice_no << 40) | slice->rows_sent);
 	pgstat_progress_update_param(PROGRESS_COPY_BYTES_PROCESSED, batch->bytes_sent);
 	pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, batch->rows_sent);
 }

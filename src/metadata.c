@@ -29,6 +29,7 @@
 
 #include "metadata.h"
 #include "pg_shardload.h"
+#include "role_context.h"
 
 /*
  * ShardloadInstalledVersion
@@ -111,6 +112,11 @@ ShardloadExtensionOwner(void)
 void
 ShardloadCatalogBegin(ShardloadCatalogSession *session)
 {
+	static const char *const catalog_settings[][2] = {
+		{"search_path", SHARDLOAD_SAFE_SEARCH_PATH},
+		{"enable_seqscan", "off"},
+		{"jit", "off"},
+	};
 	Oid			owner = ShardloadExtensionOwner();
 
 	session->outer = CurrentMemoryContext;
@@ -118,15 +124,10 @@ ShardloadCatalogBegin(ShardloadCatalogSession *session)
 	SetUserIdAndSecContext(owner, session->saved_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE);
 	session->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("enable_seqscan", "off",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("jit", "off",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < lengthof(catalog_settings); i++)
+		(void) set_config_option(catalog_settings[i][0], catalog_settings[i][1],
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
