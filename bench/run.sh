@@ -442,10 +442,6 @@ set_batch_size() {
 	done
 }
 
-# Peak memory of the coordinator backend doing submit + run of rows rows.
-# VmHWM (kernel's peak RSS, includes shared buffers touched) and RssShmem
-# are read by the backend itself at the end; a sampler polls the private
-# (anonymous) RSS every 20 ms while it works.
 # The value of "name|value" line $1 of psql output file $2.
 field() { grep -o "^$1|[0-9.]*" "$2" | cut -d'|' -f2; }
 
@@ -457,6 +453,10 @@ MACHINE_CPU_SQL_EXPR="(SELECT f[2]::bigint + f[3]::bigint + f[4]::bigint + f[7]:
 	FROM regexp_split_to_array(split_part(pg_read_file('/proc/stat'), E'\\n', 1), '\\s+') f)"
 MACHINE_CPU_SQL="SELECT $MACHINE_CPU_SQL_EXPR"
 
+# Peak memory of the coordinator backend doing submit + run of rows rows.
+# VmHWM (kernel's peak RSS, includes shared buffers touched) and RssShmem
+# are read by the backend itself at the end; a sampler polls the private
+# (anonymous) RSS every 20 ms while it works.
 phase_memory() {
 	local tag=$1 rows=$2 app="shardload_bench_mem_$1" pid="" i t0 t1 out
 	reset_all
@@ -533,6 +533,9 @@ sample_anon() {
 rate() { awk -v r="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 info() { if [[ $1 == - ]]; then echo n/a; else echo info; fi; }
+# Memory-phase figure $1 per row at MEM_LARGE rows / per row at MEM_MID rows.
+per_row_ratio() { awk -v m="$(get "mem_mid.$1")" -v mr="$MEM_MID" -v l="$(get "mem_large.$1")" -v lr="$MEM_LARGE" \
+	'BEGIN { if (m > 0 && l > 0) printf "%.2f", (l / lr) / (m / mr); else print "-" }'; }
 verdict() { awk -v a="$1" -v t="$2" -v op="$3" 'BEGIN {
 	if (a == "" || a == "-") { print "n/a"; exit }
 	ok = (op == "ge") ? (a + 0 >= t + 0) : (a + 0 <= t + 0)
@@ -673,14 +676,12 @@ report() {
 		printf '%-64s %8s  %s\n' "(peak memory $MEM_LARGE rows - $MEM_SMALL rows, VmHWM: with shared buffers, MB)" "$hwm_diff" "$(info "$hwm_diff")"
 		# the same generated source at both sizes, so the rates compare
 		for key in submit_secs run_secs; do
-			a=$(awk -v m="$(get "mem_mid.$key")" -v mr="$MEM_MID" -v l="$(get "mem_large.$key")" -v lr="$MEM_LARGE" \
-				'BEGIN { if (m > 0 && l > 0) printf "%.2f", (l / lr) / (m / mr); else print "-" }')
+			a=$(per_row_ratio "$key")
 			printf '%-64s %8s  %s\n' "${key%_secs} cost per row, $MEM_LARGE rows / $MEM_MID rows <= $TARGET_PER_ROW" "$a" "$(verdict "$a" "$TARGET_PER_ROW" le)"
 		done
 		# the same ratio in CPU time, which a slow spell of the host does not stretch
 		for key in submit_cpu run_cpu; do
-			a=$(awk -v m="$(get "mem_mid.$key")" -v mr="$MEM_MID" -v l="$(get "mem_large.$key")" -v lr="$MEM_LARGE" \
-				'BEGIN { if (m > 0 && l > 0) printf "%.2f", (l / lr) / (m / mr); else print "-" }')
+			a=$(per_row_ratio "$key")
 			printf '%-64s %8s  %s\n' "(${key%_cpu} CPU per row, $MEM_LARGE rows / $MEM_MID rows)" "$a" "$(info "$a")"
 		done
 		if grep -q '^failed\.' "$RESULTS"; then
