@@ -20,6 +20,7 @@
 
 #include "capture.h"
 #include "compat.h"
+#include "copy_binary.h"
 #include "metadata.h"
 #include "payload.h"
 #include "pg_shardload.h"
@@ -29,6 +30,7 @@ static void append_line(Capture *cap, char **values, const bool *plain);
 static void take_line(Capture *cap, const char *line, int len);
 static void end_line(Capture *cap);
 static void hash_pending(Capture *cap);
+static void append_binary(Capture *cap, CaptureSlice *slice, char **values);
 static void flush_slice(Capture *cap, int slice_no);
 static void record_reject(Capture *cap, int64 line_no, const char *sqlstate,
 						  const char *message);
@@ -53,6 +55,7 @@ ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_paylo
 	{
 		initStringInfo(&cap->slices[i].buf);
 		initStringInfo(&cap->slices[i].lines);
+		initStringInfo(&cap->slices[i].bin);
 	}
 	initStringInfo(&cap->line);
 	initStringInfo(&cap->to_hash);
@@ -208,6 +211,8 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 			if (!cap->recoder->recode[i] || values[i] == NULL)
 				continue;
 			parsed = ShardloadRecodeValue(cap->recoder, i, &values[i]);
+			if (cap->recoded_values)
+				cap->recoded_values[i] = parsed;
 			if (i == router->key_column)
 			{
 				key = parsed;
@@ -253,12 +258,36 @@ ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values, Datum key, bo
 	appendBinaryStringInfo(&slice->buf, cap->line.data, cap->line.len);
 	/* each row's input line, so errors on a shard can name it */
 	appendBinaryStringInfo(&slice->lines, (char *) &line_no, sizeof(int64));
+	if (cap->binary_types && slice_no > 0 && !slice->no_binary)
+		append_binary(cap, slice, values);
 	if (slice->buf.len >= SHARDLOAD_CHUNK_BYTES)
 		flush_slice(cap, slice_no);
 	if (cap->tick && (cap->tick_bytes += cap->line.len) >= CAPTURE_TICK_BYTES)
 	{
 		cap->tick_bytes = 0;
 		cap->tick(cap->sink_arg);
+	}
+}
+
+/*
+ * append_binary
+ *	  The row in COPY binary too, into its slice's binary chunk.  A row as
+ *	  text whose values this cannot write (copy_binary.c) ends the binary
+ *	  form for the capture: its direct load then goes the usual way.
+ */
+static void
+append_binary(Capture *cap, CaptureSlice *slice, char **values)
+{
+	if (slice->next_chunk == 0 && slice->bin.len == 0)
+		ShardloadBinaryHeader(&slice->bin);
+	if (cap->recoded_values == NULL)
+		ShardloadBinaryAppendRow(&slice->bin, cap->router->ncolumns, cap->binary_types,
+								 cap->row_values, cap->row_nulls);
+	else if (!ShardloadBinaryAppendText(&slice->bin, cap->router->ncolumns, cap->binary_types,
+										values, cap->recoder->recode, cap->recoded_values))
+	{
+		cap->binary_types = NULL;
+		cap->binary_broken = true;
 	}
 }
 
@@ -308,11 +337,14 @@ flush_slice(Capture *cap, int slice_no)
 		return;
 	if (cap->sink)
 	{
-		cap->sink(cap->sink_arg, slice_no, slice->next_chunk++, &slice->buf, &slice->lines);
+		cap->sink(cap->sink_arg, slice_no, slice->next_chunk++, &slice->buf, &slice->lines,
+				  &slice->bin);
 		resetStringInfo(&slice->buf);
 		resetStringInfo(&slice->lines);
+		resetStringInfo(&slice->bin);
 		return;
 	}
+	resetStringInfo(&slice->bin);	/* binary rows of a direct load given up */
 	data = palloc(VARHDRSZ + slice->buf.len);
 	SET_VARSIZE(data, VARHDRSZ + slice->buf.len);
 	memcpy(VARDATA(data), slice->buf.data, slice->buf.len);

@@ -21,7 +21,9 @@
 typedef struct CaptureSlice
 {
 	StringInfoData buf;
-	StringInfoData lines;		/* reject mode: int64 input line per row */
+	StringInfoData lines;		/* int64 input line per row */
+	StringInfoData bin;			/* the same rows in binary (binary_types) */
+	bool		no_binary;		/* its slice goes in COPY text: no bin */
 	int64		rows;
 	int64		bytes;
 	int			next_chunk;
@@ -61,10 +63,24 @@ typedef struct Capture
 	 * the shards get rows while the capture goes on.
 	 */
 	void		(*sink) (void *arg, int slice_no, int chunk_no, StringInfo data,
-						 StringInfo lines);
+						 StringInfo lines, StringInfo bin);
 	void		(*tick) (void *arg);
 	void	   *sink_arg;
 	int64		tick_bytes;
+
+	/*
+	 * A direct load whose column types can travel in binary
+	 * (copy_binary.c): each chunk also in COPY binary, from the row's
+	 * values in row_values and row_nulls (a query's rows), or from its
+	 * text (rows as text: recoded_values is set).
+	 */
+	const Oid  *binary_types;	/* NULL: text only */
+	const char *binary_type_list;	/* their OIDs, "20,23,..." */
+	const Datum *row_values;
+	const bool *row_nulls;
+	/* rows as text (COPY, CSV): the values the recoder parsed, by column */
+	Datum	   *recoded_values;
+	bool		binary_broken;	/* a row's values could not go in binary */
 } Capture;
 
 #define CAPTURE_TICK_BYTES	(64 * 1024)

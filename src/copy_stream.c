@@ -35,7 +35,7 @@
 
 #include "compat.h"
 #include "conn_cache.h"
-#include "copy_stream.h"
+#include "copy_binary.h"
 #include "ledger.h"
 #include "payload.h"
 #include "remote_cancel.h"
@@ -99,6 +99,7 @@ static bool step(StreamBatch *batch, StreamShard *sh);
 static bool step_connecting(StreamBatch *batch, StreamShard *sh);
 static void ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res);
 static void ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error);
+static void send_probe(StreamBatch *batch, StreamShard *sh);
 static void fail_ledger(StreamShard *sh, const char *sqlstate, const char *message,
 						const char *detail);
 static bool step_copying(StreamBatch *batch, StreamShard *sh);
@@ -142,9 +143,9 @@ static ShardloadFailure *prepare_failure(StreamSlice *slice, StreamShard *sh,
 										 ShardloadFailure *error);
 static bool ledger_row_matches(StreamBatch *batch, StreamShard *sh, const char *hash,
 							   const char *skipped, const char *reasons);
-static void report_progress(StreamBatch *batch, StreamSlice *slice, const char *data,
+static void report_progress(StreamBatch *batch, StreamSlice *slice, StreamShard *sh,
 							int len);
-static bytea *next_chunk(StreamSlice *slice, int chunk_no);
+static bytea *next_chunk(StreamSlice *slice, StreamShard *sh, int chunk_no);
 
 /*
  * ShardloadStreamSlices
@@ -403,30 +404,45 @@ cancel_at_exit(int code, Datum arg)
  *	  feed that is not done, not captured yet).
  */
 static bytea *
-next_chunk(StreamSlice *slice, int chunk_no)
+next_chunk(StreamSlice *slice, StreamShard *sh, int chunk_no)
 {
 	ShardloadChunkFeed *feed = slice->batch->feed;
 
 	if (feed)
-		return feed->chunk(feed->arg, slice->slice_no, chunk_no);
+		return feed->chunk(feed->arg, slice->slice_no, chunk_no, slice->binary,
+						   &sh->chunk_rows, &sh->chunk_text_bytes);
+	sh->chunk_rows = -1;
 	return ShardloadPayloadChunk(slice->batch->batch_id, slice->slice_no, chunk_no);
 }
 
 /*
  * report_progress
- *	  Count the rows in data just handed to libpq for slice.
+ *	  Count the rows and bytes in the len bytes of the shard's chunk just
+ *	  handed to libpq for slice: its newlines, or, if the chunk's rows are
+ *	  known, all of them and the size of its text once its last bytes go
+ *	  (a binary chunk's bytes are not the ones the batch's size counts).
  */
 static void
-report_progress(StreamBatch *batch, StreamSlice *slice, const char *data, int len)
+report_progress(StreamBatch *batch, StreamSlice *slice, StreamShard *sh, int len)
 {
+	const char *data = VARDATA_ANY(sh->chunk) + sh->offset;
 	const char *end = data + len;
 	int64		rows = 0;
+	int64		bytes = len;
 
-	for (const char *p = data; (p = memchr(p, '\n', end - p)) != NULL; p++)
-		rows++;
+	if (sh->chunk_rows >= 0)
+	{
+		bool		last = sh->offset + len == (int) VARSIZE_ANY_EXHDR(sh->chunk);
+
+		rows = last ? sh->chunk_rows : 0;
+		bytes = last ? sh->chunk_text_bytes : 0;
+	}
+	else
+		for (const char *p = data; (p = memchr(p, '\n', end - p)) != NULL; p++)
+			rows++;
 	slice->rows_sent += rows;
-	slice->bytes_sent += len;
-	batch->bytes_sent += len;
+	slice->bytes_sent += bytes;
+	batch->bytes_sent += bytes;
 	batch->rows_sent += rows;
 	publish_progress(batch, slice);
 }
@@ -492,7 +508,7 @@ start_connect(StreamBatch *batch, StreamShard *sh)
 		sh->fd_reserved = true;
 		sh->backend_pid = PQbackendPID(sh->conn);
 		sh->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), shardload_progress_timeout);
-		send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
+		send_probe(batch, sh);
 		return;
 	}
 	if (!AcquireExternalFD())
@@ -598,7 +614,7 @@ step_connecting(StreamBatch *batch, StreamShard *sh)
 				sh->state = STREAM_DONE;
 				return true;
 			}
-			send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
+			send_probe(batch, sh);
 			return true;
 		case PGRES_POLLING_READING:
 			sh->want = WL_SOCKET_READABLE;
@@ -656,7 +672,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 		{
 			if (sh->chunk)
 				pfree(sh->chunk);
-			sh->chunk = next_chunk(slice, sh->chunk_no++);
+			sh->chunk = next_chunk(slice, sh, sh->chunk_no++);
 			sh->offset = 0;
 			sh->awaiting_feed = false;
 			if (sh->chunk == NULL && slice->batch->feed && !slice->batch->feed->done)
@@ -667,7 +683,13 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 				break;
 			}
 			if (sh->chunk && slice->nskip > 0)
+			{
+				/* lines are COPY text's: rows refused come only from a payload */
+				if (slice->binary)
+					elog(ERROR, "slice %d cannot leave rows out of a binary COPY", slice->slice_no);
 				sh->chunk = ShardloadStreamSkipLines(slice, sh->chunk);
+				sh->chunk_rows = -1;
+			}
 			if (sh->chunk == NULL && next_in_run(batch, sh))
 			{
 				slice = sh->slices[sh->current];
@@ -704,7 +726,7 @@ step_copying(StreamBatch *batch, StreamShard *sh)
 			sh->flush_pending = true;
 			break;
 		}
-		report_progress(batch, slice, VARDATA_ANY(sh->chunk) + sh->offset, len);
+		report_progress(batch, slice, sh, len);
 		sh->offset += len;
 		progress = true;
 		rc = PQflush(sh->conn);
@@ -1094,11 +1116,12 @@ ledger_probed(StreamBatch *batch, StreamShard *sh, PGresult *res)
 {
 	bool		exists;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 7)
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 8)
 	{
 		fail_connection(sh, SHARDLOAD_STAGE_LEDGER, "08P01");
 		return;
 	}
+	ShardloadBinaryProbed(sh, res);
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	sh->ledger_reasons = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	sh->identity = pstrdup(PQgetvalue(res, 0, 3));
@@ -1180,7 +1203,20 @@ ledger_created(StreamBatch *batch, StreamShard *sh, ShardloadFailure *error)
 	 * Look at it again as at any ledger that was there: another loader may
 	 * have made it, or its schema may have been someone else's.
 	 */
-	send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms), STREAM_PROBE);
+	send_probe(batch, sh);
+}
+
+/*
+ * send_probe
+ *	  Ask the shard about its ledger (ledger_probed reads the answer), and
+ *	  about the remote columns of the slices that could go in binary.
+ */
+static void
+send_probe(StreamBatch *batch, StreamShard *sh)
+{
+	send_query(sh, ShardloadLedgerProbeSql(batch->lc_monetary, batch->fixed_forms,
+										   ShardloadBinaryProbeSql(sh)),
+			   STREAM_PROBE);
 }
 
 /*
@@ -1411,6 +1447,9 @@ next_in_run(StreamBatch *batch, StreamShard *sh)
 	sh->slices[sh->current]->pending = true;
 	sh->current = next_to_send(sh);
 	next = sh->slices[sh->current];
+	/* each binary slice's chunks begin with a header: one COPY each */
+	if (next->binary)
+		elog(ERROR, "slice %d cannot join another slice's binary COPY", next->slice_no);
 	next->line_base = 0;
 	forget_sent(batch, next);
 	sh->chunk_no = 0;

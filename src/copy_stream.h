@@ -18,12 +18,14 @@ typedef struct StreamBatch StreamBatch;
 
 /*
  * Chunks of a batch that is still being captured (direct_load.c): chunk()
- * returns chunk chunk_no of a slice, palloc'd, or NULL if there is none
- * (yet: until done, a slice's COPY stays open for more).
+ * returns chunk chunk_no of a slice, palloc'd, as COPY text or binary,
+ * with its number of rows and the size of its text; or NULL if there is
+ * none (yet: until done, a slice's COPY stays open for more).
  */
 typedef struct ShardloadChunkFeed
 {
-	bytea	   *(*chunk) (void *arg, int slice_no, int chunk_no);
+	bytea	   *(*chunk) (void *arg, int slice_no, int chunk_no, bool binary, int64 *rows,
+						  int64 *text_bytes);
 	void	   *arg;
 	bool		done;
 } ShardloadChunkFeed;
@@ -37,6 +39,17 @@ typedef struct StreamSlice
 	int64		bytes;
 	char	   *remote_table;	/* quoted schema.table on the shard */
 	char	   *copy_sql;		/* COPY ... FROM STDIN with remote column names */
+
+	/*
+	 * From a feed whose chunks come in binary too: the binary COPY, and
+	 * what the shard's probe asks (its shard's binary_checks has it) and
+	 * must answer for the slice to use it.
+	 */
+	char	   *binary_copy_sql;	/* NULL: text only */
+	char	   *binary_check;	/* SQL: the remote columns' type OIDs */
+	const char *binary_type_list;	/* the answer that allows binary */
+	bool		binary_known;	/* decided: binary, or COPY text for good */
+	bool		binary;			/* its chunks go in binary (copy_sql is it) */
 	bool		committed;		/* loaded now, or found in the ledger */
 	bool		pending;		/* sent, to commit with a shared transaction */
 	bool		found_in_ledger;
@@ -76,6 +89,8 @@ typedef struct StreamShard
 	bool		flush_pending;
 	int			chunk_no;
 	bytea	   *chunk;
+	int64		chunk_rows;		/* rows in chunk, -1: count its newlines */
+	int64		chunk_text_bytes;	/* its size as COPY text (if chunk_rows) */
 	int			offset;
 	PGresult   *result;			/* last result of the query in flight */
 	bool		retry_slice;	/* after the ROLLBACK, send the slice again */
@@ -93,6 +108,14 @@ typedef struct StreamShard
 	int			run_last;		/* the last slice of the COPY in flight */
 	bool		awaiting_feed;	/* its COPY waits for rows still being captured */
 	bool		can_prepare;	/* the shard allows prepared transactions */
+
+	/*
+	 * What the probe asks about the tables the shard may get slices of in
+	 * binary (each a slice's binary_check), and its answers once it has.
+	 */
+	int			nbinary_checks;
+	char	  **binary_checks;
+	char	  **binary_answers; /* NULL until the probe answered */
 } StreamShard;
 
 /*

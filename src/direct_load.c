@@ -48,6 +48,7 @@
 #include "capture.h"
 #include "circuit.h"
 #include "connection.h"
+#include "copy_binary.h"
 #include "copy_stream.h"
 #include "direct_load.h"
 #include "direct_spill.h"
@@ -82,6 +83,7 @@ struct DirectLoad
 	bool		locked;			/* the batch's lock is held */
 	bool		broken;			/* a slice cannot go direct */
 	bool		given_up;		/* the payload is written instead */
+	bool		binary_ended;	/* the capture stopped writing binary */
 	int			commits;		/* transactions committed since the capture */
 	TimestampTz started_at;		/* attempt 1's start: the capture's */
 	bool		capturing;		/* its capture has not ended yet */
@@ -100,7 +102,8 @@ static bool callback_registered = false;
 
 static bool all_foreign(ShardloadRouter *router, Oid **servers);
 static void start_direct(DirectLoad *d, Capture *cap, Oid *servers, Oid target);
-static void sink_chunk(void *arg, int slice_no, int chunk_no, StringInfo data, StringInfo lines);
+static void sink_chunk(void *arg, int slice_no, int chunk_no, StringInfo data, StringInfo lines,
+					   StringInfo bin);
 static void tick(void *arg);
 static void add_slice(DirectLoad *d, int slice_no);
 static bool trouble(DirectLoad *d, bool after_capture);
@@ -111,8 +114,12 @@ static void record_finish(DirectLoad *d);
 static void end_prepared(DirectLoad *d);
 static void release(DirectLoad *d);
 static void unhook_capture(DirectLoad *d);
+static void ask_binary(DirectLoad *d, StreamShard *sh, Oid serverid);
 static void params_step(void *arg);
-static bytea *feed_chunk(void *arg, int slice_no, int chunk_no);
+static bytea *feed_chunk(void *arg, int slice_no, int chunk_no, bool binary, int64 *rows,
+						 int64 *text_bytes);
+static StringInfo binary_to_keep(DirectLoad *d, int slice_no, StringInfo bin);
+static void end_binary(DirectLoad *d);
 static void at_xact_end(XactEvent event, void *arg);
 
 /*
@@ -299,12 +306,14 @@ start_direct(DirectLoad *d, Capture *cap, Oid *servers, Oid target)
  *	  A full chunk: keep it in the spill, and give its slice a stream.
  */
 static void
-sink_chunk(void *arg, int slice_no, int chunk_no, StringInfo data, StringInfo lines)
+sink_chunk(void *arg, int slice_no, int chunk_no, StringInfo data, StringInfo lines,
+		   StringInfo bin)
 {
 	DirectLoad *d = arg;
 	MemoryContext old = MemoryContextSwitchTo(d->cxt);
 
-	if (ShardloadSpillAdd(d->spill, slice_no, data, lines) != chunk_no)
+	if (ShardloadSpillAdd(d->spill, slice_no, data, lines,
+						  binary_to_keep(d, slice_no, bin)) != chunk_no)
 		elog(ERROR, "chunk %d of slice %d is out of order", chunk_no, slice_no);
 	if (!d->given_up && slice_no > 0 && d->slices[slice_no] == NULL)
 		add_slice(d, slice_no);
@@ -351,6 +360,13 @@ add_slice(DirectLoad *d, int slice_no)
 	ss->remote_table = ShardloadRemoteTable(partition);
 	ss->copy_sql = psprintf("COPY %s %s FROM STDIN", ss->remote_table,
 							ShardloadRemoteColumns(partition, d->cap->router));
+	if (d->cap->binary_types)
+	{
+		/* binary if the shard's columns have these types (its probe says) */
+		ss->binary_copy_sql = psprintf("%s (FORMAT binary)", ss->copy_sql);
+		ss->binary_type_list = pstrdup(d->cap->binary_type_list);
+		ss->binary_check = ShardloadRemoteTypesSql(partition, d->cap->router);
+	}
 	d->slices[slice_no] = ss;
 	for (int i = 0; i < d->nshards; i++)
 		if (d->shard_server[i] == serverid)
@@ -358,6 +374,7 @@ add_slice(DirectLoad *d, int slice_no)
 	if (sh != NULL)
 	{
 		sh->slices[sh->nslices++] = ss;
+		ShardloadBinaryDecide(sh, ss);	/* if its probe has answered */
 		return;
 	}
 	{
@@ -375,9 +392,26 @@ add_slice(DirectLoad *d, int slice_no)
 		sh->params = step.params;
 		sh->slices = palloc0(sizeof(StreamSlice *) * (d->nparts + 1));
 		sh->slices[sh->nslices++] = ss;
+		if (ss->binary_check)
+			ask_binary(d, sh, serverid);
 		d->shard_server[d->nshards] = serverid;
 		ShardloadStreamAddShard(&d->sb, d->shards, &d->nshards, sh);
 	}
+}
+
+/*
+ * ask_binary
+ *	  The shard's probe is to ask about the columns of every partition on
+ *	  the server, so that slices that come later can go in binary too.
+ */
+static void
+ask_binary(DirectLoad *d, StreamShard *sh, Oid serverid)
+{
+	sh->binary_checks = palloc(sizeof(char *) * d->nparts);
+	for (int i = 1; i <= d->nparts; i++)
+		if (d->server_of[i] == serverid)
+			sh->binary_checks[sh->nbinary_checks++] =
+				ShardloadRemoteTypesSql(d->part_of[i], d->cap->router);
 }
 
 static void
@@ -390,13 +424,16 @@ params_step(void *arg)
 
 /*
  * trouble
- *	  Whether the direct load cannot go on: a slice failed, or a shard
- *	  cannot prepare transactions; after the capture also rows that fit no
- *	  partition or were rejected.
+ *	  Whether the direct load cannot go on: a slice failed, a shard cannot
+ *	  prepare transactions, or a slice goes in binary and the capture could
+ *	  not write a row so; after the capture also rows that fit no partition
+ *	  or were rejected.
  */
 static bool
 trouble(DirectLoad *d, bool after_capture)
 {
+	if (d->cap != NULL && d->cap->binary_broken && !d->binary_ended)
+		end_binary(d);
 	if (d->broken)
 		return true;
 	for (int i = 0; i < d->nshards; i++)
@@ -410,6 +447,49 @@ trouble(DirectLoad *d, bool after_capture)
 				return true;
 	}
 	return after_capture && (d->cap->slices[0].rows > 0 || d->cap->rejected > 0);
+}
+
+/*
+ * binary_to_keep
+ *	  The binary form of a slice's chunk, if its slice may still go in
+ *	  binary; for one that goes in COPY text for good, an empty one, and
+ *	  the capture stops writing it.
+ */
+static StringInfo
+binary_to_keep(DirectLoad *d, int slice_no, StringInfo bin)
+{
+	static char empty[1];
+	static StringInfoData none = {empty, 0, 1, 0};
+	StreamSlice *ss = d->slices[slice_no];
+
+	if (bin->len == 0 || !(d->binary_ended || (ss != NULL && ss->binary_known && !ss->binary)))
+		return bin;
+	if (d->cap != NULL)
+		d->cap->slices[slice_no].no_binary = true;
+	return &none;
+}
+
+/*
+ * end_binary
+ *	  The capture met a row it could not write in binary: the slices that
+ *	  go in binary cannot go on (the load goes the usual way), the others
+ *	  go in COPY text, even if their probe's answer is still to come.
+ */
+static void
+end_binary(DirectLoad *d)
+{
+	d->binary_ended = true;
+	for (int i = 1; i <= d->nparts; i++)
+	{
+		StreamSlice *ss = d->slices[i];
+
+		if (ss == NULL)
+			continue;
+		if (ss->binary)
+			d->broken = true;
+		ss->binary_copy_sql = NULL;
+		ss->binary_known = true;
+	}
 }
 
 /*
@@ -700,15 +780,16 @@ unhook_capture(DirectLoad *d)
 		return;
 	d->cap->sink = NULL;
 	d->cap->tick = NULL;
+	d->cap->binary_types = NULL;
 	d->cap = NULL;
 }
 
 static bytea *
-feed_chunk(void *arg, int slice_no, int chunk_no)
+feed_chunk(void *arg, int slice_no, int chunk_no, bool binary, int64 *rows, int64 *text_bytes)
 {
 	DirectLoad *d = arg;
 
-	return ShardloadSpillChunk(d->spill, slice_no, chunk_no);
+	return ShardloadSpillChunk(d->spill, slice_no, chunk_no, binary, rows, text_bytes);
 }
 
 /*

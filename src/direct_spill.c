@@ -20,12 +20,16 @@
 #include "direct_spill.h"
 #include "payload.h"
 
-/* Where one chunk is in the file: its text, then its line numbers. */
+/*
+ * Where one chunk is in the file: its text, its line numbers, then the
+ * same rows in binary if the capture writes them (copy_binary.c).
+ */
 typedef struct SpillChunk
 {
 	off_t		offset;
 	int			len;
 	int			lines_len;
+	int			bin_len;
 } SpillChunk;
 
 typedef struct SpillSlice
@@ -34,6 +38,7 @@ typedef struct SpillSlice
 	int			n;
 	int			max;
 	bytea	   *latest;			/* its last chunk, until a shard takes it */
+	bool		latest_binary;	/* latest is the binary form (else text) */
 } SpillSlice;
 
 /*
@@ -72,12 +77,17 @@ ShardloadSpillCreate(int nslices)
 
 /*
  * ShardloadSpillAdd
- *	  Keep the next chunk of a slice: its COPY text and its rows' input
- *	  line numbers.  Returns its chunk number.
+ *	  Keep the next chunk of a slice: its COPY text, its rows' input line
+ *	  numbers and its binary form (empty if none).  Returns its chunk
+ *	  number.
  */
 int
-ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo lines)
+ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo lines,
+				  StringInfo bin)
 {
+	/* the form the shard most likely reads is the one kept in memory */
+	StringInfo	streamed = bin->len > 0 ? bin : data;
+
 	SpillSlice *slice = &spill->slices[slice_no];
 	SpillChunk *chunk;
 
@@ -91,8 +101,10 @@ ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo 
 	chunk->offset = spill->end;
 	chunk->len = data->len;
 	chunk->lines_len = lines->len;
+	chunk->bin_len = bin->len;
 	write_at_end(spill, data->data, data->len);
 	write_at_end(spill, lines->data, lines->len);
+	write_at_end(spill, bin->data, bin->len);
 	/* a shard that keeps up takes it from memory, not from the file */
 	if (slice->latest)
 	{
@@ -102,39 +114,13 @@ ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo 
 	}
 	if (spill->nlatest < SPILL_LATEST_MAX)
 	{
-		slice->latest = palloc(VARHDRSZ + data->len);
-		SET_VARSIZE(slice->latest, VARHDRSZ + data->len);
-		memcpy(VARDATA(slice->latest), data->data, data->len);
+		slice->latest = palloc(VARHDRSZ + streamed->len);
+		SET_VARSIZE(slice->latest, VARHDRSZ + streamed->len);
+		memcpy(VARDATA(slice->latest), streamed->data, streamed->len);
+		slice->latest_binary = streamed == bin;
 		spill->nlatest++;
 	}
 	return slice->n++;
-}
-
-/*
- * read_chunk
- *	  Chunk chunk_no of a slice as a bytea (and its line numbers, if lines
- *	  is not NULL), or NULL if the slice has no such chunk yet.
- */
-static bytea *
-read_chunk(DirectSpill *spill, int slice_no, int chunk_no, bytea **lines)
-{
-	SpillSlice *slice = &spill->slices[slice_no];
-	SpillChunk *chunk;
-	bytea	   *data;
-
-	if (chunk_no >= slice->n)
-		return NULL;
-	chunk = &slice->chunks[chunk_no];
-	data = palloc(VARHDRSZ + chunk->len);
-	SET_VARSIZE(data, VARHDRSZ + chunk->len);
-	read_exactly(spill, VARDATA(data), chunk->len, chunk->offset);
-	if (lines)
-	{
-		*lines = palloc(VARHDRSZ + chunk->lines_len);
-		SET_VARSIZE(*lines, VARHDRSZ + chunk->lines_len);
-		read_exactly(spill, VARDATA(*lines), chunk->lines_len, chunk->offset + chunk->len);
-	}
-	return data;
 }
 
 /*
@@ -185,29 +171,47 @@ read_exactly(DirectSpill *spill, char *into, int len, off_t offset)
 
 /*
  * ShardloadSpillChunk
- *	  Chunk chunk_no of a slice, palloc'd (the caller's to free), or NULL
- *	  if it is not kept (yet).
+ *	  Chunk chunk_no of a slice, palloc'd (the caller's to free), as COPY
+ *	  text or binary, with its number of rows and the size of its text;
+ *	  NULL if it is not kept (yet).
  */
 bytea *
-ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no)
+ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no, bool binary, int64 *rows,
+					int64 *text_bytes)
 {
 	SpillSlice *slice = &spill->slices[slice_no];
+	SpillChunk *chunk;
+	bytea	   *data;
+	off_t		offset;
+	int			len;
 
-	if (chunk_no == slice->n - 1 && slice->latest != NULL)
+	if (chunk_no >= slice->n)
+		return NULL;
+	chunk = &slice->chunks[chunk_no];
+	*rows = chunk->lines_len / sizeof(int64);
+	*text_bytes = chunk->len;
+	if (chunk_no == slice->n - 1 && slice->latest != NULL && slice->latest_binary == binary)
 	{
-		bytea	   *chunk = slice->latest;
-
+		data = slice->latest;
 		slice->latest = NULL;
 		spill->nlatest--;
-		return chunk;
+		return data;
 	}
-	return read_chunk(spill, slice_no, chunk_no, NULL);
+	if (binary && chunk->bin_len == 0)
+		elog(ERROR, "chunk %d of slice %d has no binary form", chunk_no, slice_no);
+	offset = chunk->offset + (binary ? chunk->len + chunk->lines_len : 0);
+	len = binary ? chunk->bin_len : chunk->len;
+	data = palloc(VARHDRSZ + len);
+	SET_VARSIZE(data, VARHDRSZ + len);
+	read_exactly(spill, VARDATA(data), len, offset);
+	return data;
 }
 
 /*
  * ShardloadSpillStore
- *	  Store every kept chunk as the batch's payload, as a capture that
- *	  writes its payload would have (in the current transaction).
+ *	  Store every kept chunk (its text and line numbers) as the batch's
+ *	  payload, as a capture that writes its payload would have (in the
+ *	  current transaction).
  */
 void
 ShardloadSpillStore(DirectSpill *spill, int64 batch_id)
@@ -215,9 +219,14 @@ ShardloadSpillStore(DirectSpill *spill, int64 batch_id)
 	for (int s = 0; s < spill->nslices; s++)
 		for (int c = 0; c < spill->slices[s].n; c++)
 		{
-			bytea	   *lines;
-			bytea	   *data = read_chunk(spill, s, c, &lines);
+			SpillChunk *chunk = &spill->slices[s].chunks[c];
+			bytea	   *data = palloc(VARHDRSZ + chunk->len);
+			bytea	   *lines = palloc(VARHDRSZ + chunk->lines_len);
 
+			SET_VARSIZE(data, VARHDRSZ + chunk->len);
+			SET_VARSIZE(lines, VARHDRSZ + chunk->lines_len);
+			read_exactly(spill, VARDATA(data), chunk->len, chunk->offset);
+			read_exactly(spill, VARDATA(lines), chunk->lines_len, chunk->offset + chunk->len);
 			ShardloadPayloadStore(batch_id, s, c, data, lines);
 			pfree(data);
 			pfree(lines);

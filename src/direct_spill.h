@@ -11,8 +11,10 @@
 typedef struct DirectSpill DirectSpill;
 
 extern DirectSpill *ShardloadSpillCreate(int nslices);
-extern int	ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo lines);
-extern bytea *ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no);
+extern int	ShardloadSpillAdd(DirectSpill *spill, int slice_no, StringInfo data, StringInfo lines,
+							  StringInfo bin);
+extern bytea *ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no, bool binary,
+								  int64 *rows, int64 *text_bytes);
 extern void ShardloadSpillStore(DirectSpill *spill, int64 batch_id);
 extern void ShardloadSpillClose(DirectSpill *spill);
 

@@ -82,11 +82,12 @@ ShardloadLedgerTightenSql(void)
  *	  batch's lc_monetary, or NULL; a batch captured before 0.2, whose
  *	  payload is not in them, only gets the search_path), then asks: does
  *	  the ledger exist, may this role use it, does it keep reasons, and
- *	  which server is this (system identifier and database), and does it
- *	  allow prepared transactions.
+ *	  which server is this (system identifier and database), does it
+ *	  allow prepared transactions, and what is extra (a text expression,
+ *	  or NULL).
  */
 char *
-ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
+ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms, const char *extra)
 {
 	return psprintf("%s SELECT l IS NOT NULL,"
 					" l IS NOT NULL AND pg_catalog.has_schema_privilege('" SHARDLOAD_LEDGER_SCHEMA "', 'USAGE')"
@@ -102,10 +103,12 @@ ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms)
 					"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 					"  WHERE c.oid = l),"
 					" l IS NOT NULL AND pg_catalog.has_table_privilege('public', l, 'INSERT, UPDATE, DELETE, TRUNCATE'),"
-					" pg_catalog.current_setting('max_prepared_transactions')::int > 0"
+					" pg_catalog.current_setting('max_prepared_transactions')::int > 0,"
+					" %s"
 					" FROM pg_catalog.to_regclass('" LEDGER_NAME "') AS l",
 					fixed_forms ? ShardloadRemoteSessionSql(lc_monetary)
-					: "SET search_path = pg_catalog, pg_temp;");
+					: "SET search_path = pg_catalog, pg_temp;",
+					extra ? extra : "NULL::pg_catalog.text");
 }
 
 /*

@@ -21,7 +21,8 @@ typedef struct LedgerSliceKey
 
 extern const char *ShardloadLedgerDdl(void);
 extern const char *ShardloadLedgerTightenSql(void);
-extern char *ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms);
+extern char *ShardloadLedgerProbeSql(const char *lc_monetary, bool fixed_forms,
+									 const char *extra);
 extern char *ShardloadLedgerCreateSql(void);
 extern char *ShardloadLedgerBeginAndCheckSql(LedgerSliceKey *key, bool with_reasons);
 extern char *ShardloadLedgerGroupCheckSql(const char *coordinator_id, int64 *batch_ids, int n,

@@ -12,6 +12,7 @@
 
 #include "miscadmin.h"
 
+#include "copy_binary.h"
 #include "direct_load.h"
 #include "inbox.h"
 #include "pg_shardload.h"
@@ -52,6 +53,13 @@ _PG_init(void)
 							 "Lets shardload.load() stream a new batch to its shards while capturing it.",
 							 "Its rows then reach shardload.payload only if the load cannot finish at once.",
 							 &shardload_direct_load,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("shardload.binary_copy",
+							 "Lets a direct load send rows to the shards in COPY's binary format.",
+							 "Only where every column's type allows it, on the shard as here; the payload stays COPY text.",
+							 &shardload_binary_copy,
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);

@@ -52,6 +52,26 @@ ShardloadRemoteTable(Oid partition)
 }
 
 /*
+ * remote_column_name
+ *	  The name of partition's column colname on its shard (its column_name
+ *	  option, if any).
+ */
+static const char *
+remote_column_name(Oid partition, const char *colname)
+{
+	ListCell   *lc;
+
+	foreach(lc, GetForeignColumnOptions(partition, get_attnum(partition, colname)))
+	{
+		DefElem    *opt = lfirst(lc);
+
+		if (strcmp(opt->defname, "column_name") == 0)
+			colname = defGetString(opt);
+	}
+	return colname;
+}
+
+/*
  * ShardloadRemoteColumns
  *	  "(a, b, c)": the remote names of the router's columns in a foreign
  *	  partition (column_name options), quoted.
@@ -64,21 +84,34 @@ ShardloadRemoteColumns(Oid partition, ShardloadRouter *router)
 	initStringInfo(&sql);
 	appendStringInfoChar(&sql, '(');
 	for (int i = 0; i < router->ncolumns; i++)
-	{
-		const char *colname = router->column_names[i];
-		AttrNumber	attnum = get_attnum(partition, colname);
-		ListCell   *lc;
-
-		foreach(lc, GetForeignColumnOptions(partition, attnum))
-		{
-			DefElem    *opt = lfirst(lc);
-
-			if (strcmp(opt->defname, "column_name") == 0)
-				colname = defGetString(opt);
-		}
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(colname));
-	}
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
+						 quote_identifier(remote_column_name(partition, router->column_names[i])));
 	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * ShardloadRemoteTypesSql
+ *	  An expression for the shard: the type OIDs of the remote columns of a
+ *	  foreign partition, in the router's order, as "20,23,..." (fewer if
+ *	  the table or a column is missing, NULL if all are).
+ */
+char *
+ShardloadRemoteTypesSql(Oid partition, ShardloadRouter *router)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "(SELECT pg_catalog.string_agg(a.atttypid::pg_catalog.text, ','"
+						   " ORDER BY e.o) FROM pg_catalog.unnest(ARRAY[");
+	for (int i = 0; i < router->ncolumns; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
+						 quote_literal_cstr(remote_column_name(partition, router->column_names[i])));
+	appendStringInfo(&sql, "]::pg_catalog.text[]) WITH ORDINALITY AS e(n, o)"
+					 " JOIN pg_catalog.pg_attribute a ON a.attname = e.n"
+					 " AND a.attrelid = pg_catalog.to_regclass(%s)"
+					 " AND a.attnum > 0 AND NOT a.attisdropped)",
+					 quote_literal_cstr(ShardloadRemoteTable(partition)));
 	return sql.data;
 }
 

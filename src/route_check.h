@@ -12,6 +12,7 @@
 
 extern char *ShardloadRemoteTable(Oid partition);
 extern char *ShardloadRemoteColumns(Oid partition, ShardloadRouter *router);
+extern char *ShardloadRemoteTypesSql(Oid partition, ShardloadRouter *router);
 extern char *ShardloadSliceSignature(Oid partition, ShardloadRouter *router);
 
 #endif							/* SHARDLOAD_ROUTE_CHECK_H */
