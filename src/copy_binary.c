@@ -53,6 +53,8 @@ bool		shardload_binary_copy = true;
 #define NUMERIC_SHORT_WEIGHT_NEGATIVE	0x0040
 #define NUMERIC_SHORT_WEIGHT_MASK		0x003F
 #define NUMERIC_LONG_DSCALE_MASK		0x3FFF
+#define DEC_DIGITS						4	/* decimal digits per base-10000 digit */
+#define DECIMAL_FEW_GROUPS				32	/* a decimal's groups kept on the stack */
 /* the sign as numeric_send writes it */
 #define NUMERIC_SIGN_POSITIVE			0x0000
 #define NUMERIC_SIGN_NEGATIVE			0x4000
@@ -70,6 +72,7 @@ static bool plain_integer(const char *text, int64 min, int64 max, int64 *result)
 static bool plain_bool(const char *text, bool *result);
 static bool plain_decimal(const char *text);
 static bool plain_float(const char *text, bool single, double *result);
+static bool append_decimal(StringInfo buf, const char *text);
 static bool plain_uuid(const char *text);
 static void append_value(StringInfo buf, Oid type, Datum value);
 static void append_numeric(StringInfo buf, Datum value);
@@ -336,9 +339,11 @@ text_value(StringInfo buf, Oid type, const char *text)
 		case NUMERICOID:
 			if (!plain_decimal(text))
 				return false;
-			append_numeric(buf, DirectFunctionCall3(numeric_in, CStringGetDatum(text),
-													ObjectIdGetDatum(InvalidOid),
-													Int32GetDatum(-1)));
+			/* digits and a point are written here; exponents, NaN... by numeric_in */
+			if (!append_decimal(buf, text))
+				append_numeric(buf, DirectFunctionCall3(numeric_in, CStringGetDatum(text),
+														ObjectIdGetDatum(InvalidOid),
+														Int32GetDatum(-1)));
 			return true;
 		case UUIDOID:
 			if (!plain_uuid(text))
@@ -460,6 +465,103 @@ plain_decimal(const char *text)
 	while (plain_space(*p))
 		p++;
 	return *p == '\0';
+}
+
+/*
+ * append_decimal
+ *	  A decimal written as digits with an optional sign and point (spaces
+ *	  around them), as numeric_send writes what numeric_in makes of it:
+ *	  the digits in groups of four (base 10000) aligned at the point,
+ *	  without leading or trailing zero groups, the weight of the first
+ *	  group, the sign (positive for zero) and the display scale (the
+ *	  digits after the point).  False, with nothing added, for anything
+ *	  else (an exponent, NaN, an infinity).
+ */
+static bool
+append_decimal(StringInfo buf, const char *text)
+{
+	const char *p = text;
+	bool		negative = false;
+	const char *int_start;
+	const char *frac_start = NULL;
+	int			int_len;
+	int			frac_len = 0;
+	int			int_pad;
+	int			ngroups;
+	int16		few[DECIMAL_FEW_GROUPS];
+	int16	   *groups = few;
+	int			first;
+	int			last;
+
+	while (plain_space(*p))
+		p++;
+	if (*p == '-' || *p == '+')
+		negative = *p++ == '-';
+	int_start = p;
+	while (isdigit((unsigned char) *p))
+		p++;
+	int_len = p - int_start;
+	if (*p == '.')
+	{
+		frac_start = ++p;
+		while (isdigit((unsigned char) *p))
+			p++;
+		frac_len = p - frac_start;
+	}
+	while (plain_space(*p))
+		p++;
+	if (*p != '\0' || int_len + frac_len == 0)
+		return false;
+
+	/* the integer digits padded on the left, the fraction on the right */
+	int_pad = (DEC_DIGITS - int_len % DEC_DIGITS) % DEC_DIGITS;
+	ngroups = (int_pad + int_len) / DEC_DIGITS + (frac_len + DEC_DIGITS - 1) / DEC_DIGITS;
+	if (ngroups > DECIMAL_FEW_GROUPS)
+		groups = palloc(sizeof(int16) * ngroups);
+	memset(groups, 0, sizeof(int16) * ngroups);
+	for (int i = 0; i < int_len; i++)
+	{
+		int			at = int_pad + i;
+
+		groups[at / DEC_DIGITS] = groups[at / DEC_DIGITS] * 10 + (int_start[i] - '0');
+	}
+	for (int i = 0; i < frac_len; i++)
+	{
+		int			at = int_pad + int_len + i;
+
+		groups[at / DEC_DIGITS] = groups[at / DEC_DIGITS] * 10 + (frac_start[i] - '0');
+	}
+	/* a last fraction group of fewer than four digits is short by tens */
+	for (int i = frac_len; i % DEC_DIGITS != 0; i++)
+		groups[ngroups - 1] *= 10;
+
+	first = 0;
+	last = ngroups - 1;
+	while (first <= last && groups[first] == 0)
+		first++;
+	while (last >= first && groups[last] == 0)
+		last--;
+
+	enlargeStringInfo(buf, 4 + 8 + (last - first + 1) * 2);
+	put_int32(buf, 8 + (last - first + 1) * 2);
+	put_int16(buf, (int16) (last - first + 1));
+	if (first > last)
+	{
+		/* zero: no digits, weight 0, positive */
+		put_int16(buf, 0);
+		put_int16(buf, NUMERIC_SIGN_POSITIVE);
+	}
+	else
+	{
+		put_int16(buf, (int16) ((int_pad + int_len) / DEC_DIGITS - 1 - first));
+		put_int16(buf, negative ? NUMERIC_SIGN_NEGATIVE : NUMERIC_SIGN_POSITIVE);
+	}
+	put_int16(buf, (int16) frac_len);
+	for (int i = first; i <= last; i++)
+		put_int16(buf, groups[i]);
+	if (groups != few)
+		pfree(groups);
+	return true;
 }
 
 /*
