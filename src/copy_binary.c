@@ -34,6 +34,7 @@
 #include "utils/rel.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "copy_binary.h"
 #include "copy_stream.h"
 
