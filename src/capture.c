@@ -70,6 +70,29 @@ ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_paylo
 }
 
 /*
+ * ShardloadCaptureBinaryBegin
+ *	  A direct load (cap->sink set) whose column types can travel in binary
+ *	  writes its chunks in binary too (shardload.binary_copy): true if so.
+ *	  The source then says where each row's values are.
+ */
+bool
+ShardloadCaptureBinaryBegin(Capture *cap)
+{
+	ShardloadRouter *router = cap->router;
+	char	   *type_list;
+	MemoryContext old;
+
+	if (cap->sink == NULL || !shardload_binary_copy)
+		return false;
+	old = MemoryContextSwitchTo(cap->context);
+	cap->binary_types = ShardloadBinaryTypes(router->rel, router->ncolumns, router->columns,
+											 &type_list);
+	cap->binary_type_list = type_list;
+	MemoryContextSwitchTo(old);
+	return cap->binary_types != NULL;
+}
+
+/*
  * ShardloadAppendCopyText
  *	  Append one value in COPY text format: backslash, tab, newline and
  *	  carriage return escaped, NULL as \N.  Every other byte goes as it is,

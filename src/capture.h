@@ -88,6 +88,7 @@ typedef struct Capture
 
 extern Capture *ShardloadCaptureCreate(ShardloadRouter *router, int64 batch_id, bool write_payload,
 							  bool reject_mode);
+extern bool ShardloadCaptureBinaryBegin(Capture *cap);
 extern void ShardloadCaptureAddRow(Capture *cap, int64 line_no, char **values,
 						  Datum key, bool key_isnull, bool key_known);
 extern void ShardloadCaptureRejectRow(Capture *cap, int64 line_no, char **values,

@@ -26,7 +26,6 @@
 #include "assign.h"
 #include "capture.h"
 #include "column_text.h"
-#include "copy_binary.h"
 #include "pg_shardload.h"
 #include "value_forms.h"
 
@@ -162,16 +161,8 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		memset(receiver->cap->checker->check_input, 0, sizeof(bool) * router->ncolumns);
 	}
 	receiver->values = palloc(sizeof(char *) * router->ncolumns);
-	if (receiver->cap->sink && shardload_binary_copy)
+	if (ShardloadCaptureBinaryBegin(receiver->cap))
 	{
-		/* a direct load: the shards may take the values in binary too */
-		char	   *type_list;
-		MemoryContext old = MemoryContextSwitchTo(receiver->cap->context);
-
-		receiver->cap->binary_types = ShardloadBinaryTypes(router->rel, router->ncolumns,
-														   router->columns, &type_list);
-		receiver->cap->binary_type_list = type_list;
-		MemoryContextSwitchTo(old);
 		receiver->cap->row_values = receiver->assigned;
 		receiver->cap->row_nulls = receiver->isnull;
 	}
@@ -428,18 +419,9 @@ ShardloadCaptureExpectText(Capture *cap)
 	if (cap->reject_mode)
 		cap->checker = ShardloadRowCheckerCreate(router, NULL);
 	cap->recoder = ShardloadRecoderCreate(router->rel, router->ncolumns, router->columns);
-	if (cap->sink && shardload_binary_copy)
-	{
-		/* a direct load: the shards may take the values in binary too */
-		char	   *type_list;
-		MemoryContext old = MemoryContextSwitchTo(cap->context);
-
-		cap->binary_types = ShardloadBinaryTypes(router->rel, router->ncolumns,
-												 router->columns, &type_list);
-		cap->binary_type_list = type_list;
-		cap->recoded_values = palloc0(sizeof(Datum) * router->ncolumns);
-		MemoryContextSwitchTo(old);
-	}
+	if (ShardloadCaptureBinaryBegin(cap))
+		cap->recoded_values = MemoryContextAllocZero(cap->context,
+													 sizeof(Datum) * router->ncolumns);
 }
 
 /*

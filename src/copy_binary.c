@@ -338,13 +338,14 @@ text_value(StringInfo buf, Oid type, const char *text)
 				return true;
 			}
 		case NUMERICOID:
+			/* digits and a point are written here; exponents, NaN... by numeric_in */
+			if (append_decimal(buf, text))
+				return true;
 			if (!plain_decimal(text))
 				return false;
-			/* digits and a point are written here; exponents, NaN... by numeric_in */
-			if (!append_decimal(buf, text))
-				append_numeric(buf, DirectFunctionCall3(numeric_in, CStringGetDatum(text),
-														ObjectIdGetDatum(InvalidOid),
-														Int32GetDatum(-1)));
+			append_numeric(buf, DirectFunctionCall3(numeric_in, CStringGetDatum(text),
+													ObjectIdGetDatum(InvalidOid),
+													Int32GetDatum(-1)));
 			return true;
 		case UUIDOID:
 			if (!plain_uuid(text))
@@ -476,7 +477,8 @@ plain_decimal(const char *text)
  *	  without leading or trailing zero groups, the weight of the first
  *	  group, the sign (positive for zero) and the display scale (the
  *	  digits after the point).  False, with nothing added, for anything
- *	  else (an exponent, NaN, an infinity).
+ *	  else (an exponent, NaN, an infinity, more digits than a plain
+ *	  decimal may have).
  */
 static bool
 append_decimal(StringInfo buf, const char *text)
@@ -511,7 +513,7 @@ append_decimal(StringInfo buf, const char *text)
 	}
 	while (plain_space(*p))
 		p++;
-	if (*p != '\0' || int_len + frac_len == 0)
+	if (*p != '\0' || int_len + frac_len == 0 || int_len + frac_len > PLAIN_DECIMAL_MAX_LEN)
 		return false;
 
 	/* the integer digits padded on the left, the fraction on the right */

@@ -58,6 +58,7 @@ struct DirectSpill
 };
 
 static void write_at_end(DirectSpill *spill, char *data, int len);
+static bytea *read_bytea(DirectSpill *spill, int len, off_t offset);
 static void read_exactly(DirectSpill *spill, char *into, int len, off_t offset);
 
 /*
@@ -148,6 +149,20 @@ write_at_end(DirectSpill *spill, char *data, int len)
 }
 
 /*
+ * read_bytea
+ *	  len bytes at offset, as a palloc'd bytea.
+ */
+static bytea *
+read_bytea(DirectSpill *spill, int len, off_t offset)
+{
+	bytea	   *data = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(data, VARHDRSZ + len);
+	read_exactly(spill, VARDATA(data), len, offset);
+	return data;
+}
+
+/*
  * read_exactly
  *	  len bytes at offset (a short read is a file cut short).
  */
@@ -201,10 +216,7 @@ ShardloadSpillChunk(DirectSpill *spill, int slice_no, int chunk_no, bool binary,
 		elog(ERROR, "chunk %d of slice %d has no binary form", chunk_no, slice_no);
 	offset = chunk->offset + (binary ? chunk->len + chunk->lines_len : 0);
 	len = binary ? chunk->bin_len : chunk->len;
-	data = palloc(VARHDRSZ + len);
-	SET_VARSIZE(data, VARHDRSZ + len);
-	read_exactly(spill, VARDATA(data), len, offset);
-	return data;
+	return read_bytea(spill, len, offset);
 }
 
 /*
@@ -220,13 +232,9 @@ ShardloadSpillStore(DirectSpill *spill, int64 batch_id)
 		for (int c = 0; c < spill->slices[s].n; c++)
 		{
 			SpillChunk *chunk = &spill->slices[s].chunks[c];
-			bytea	   *data = palloc(VARHDRSZ + chunk->len);
-			bytea	   *lines = palloc(VARHDRSZ + chunk->lines_len);
+			bytea	   *data = read_bytea(spill, chunk->len, chunk->offset);
+			bytea	   *lines = read_bytea(spill, chunk->lines_len, chunk->offset + chunk->len);
 
-			SET_VARSIZE(data, VARHDRSZ + chunk->len);
-			SET_VARSIZE(lines, VARHDRSZ + chunk->lines_len);
-			read_exactly(spill, VARDATA(data), chunk->len, chunk->offset);
-			read_exactly(spill, VARDATA(lines), chunk->lines_len, chunk->offset + chunk->len);
 			ShardloadPayloadStore(batch_id, s, c, data, lines);
 			pfree(data);
 			pfree(lines);
